@@ -1,0 +1,228 @@
+"""The Python API under the CLI: plain functions taking frozen options, returning results."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ._lazy import captured_output
+from .artifact import Artifact, dump_json, sha256_of, size_of, write_sidecar
+from .converters import graph
+from .converters.base import EdgeContext
+from .errors import BackendMissing, BadInput, ModelportError
+from .sources import LoadOptions, load_source
+from .spec import InputRange, TensorSpec
+from .validators.compare import OutputComparison
+from .validators.latency import Latency
+
+Progress = Callable[[str, str], None]  # (event: "start"|"done", message)
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    targets: tuple[str, ...] = ("onnx",)
+    output_dir: Path | None = None
+    inputs: tuple[TensorSpec, ...] = ()
+    input_ranges: tuple[InputRange, ...] = ()
+    framework: str | None = None
+    signature: str | None = None
+    opset: int | None = None
+    via: tuple[str, ...] = ()
+    keep_layout: bool = False
+    quantize: str = "none"
+    validate: bool = True
+    sample_inputs: Path | None = None
+    samples: int = 3
+    atol: float | None = None
+    rtol: float | None = None
+    seed: int = 0
+    trust_remote_code: bool = False
+    verbose: bool = False
+    latency_runs: int = 20
+    latency_warmup: int = 3
+    threads: int = 1
+
+
+@dataclass
+class NumericResult:
+    atol: float
+    rtol: float
+    samples: int
+    outputs: list[OutputComparison]
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+    def worst(self) -> OutputComparison:
+        failing = [o for o in self.outputs if not o.passed] or self.outputs
+        return max(failing, key=lambda o: (o.max_abs_diff, -o.cosine))
+
+    def to_json(self) -> dict:
+        return {"atol": self.atol, "rtol": self.rtol, "samples": self.samples,
+                "outputs": [o.to_json() for o in self.outputs]}
+
+
+@dataclass
+class TargetResult:
+    target: str
+    status: str = "error"  # passed | failed | error | skipped
+    error: str | None = None
+    exit_code: int = 0
+    artifact: Artifact | None = None
+    path: Path | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    seconds: float = 0.0
+    numeric: NumericResult | None = None
+    latency: Latency | None = None
+    reference_latency: Latency | None = None
+    plan: tuple[str, ...] = ()
+
+
+@dataclass
+class ConvertResult:
+    source: dict
+    targets: list[TargetResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(t.status in ("passed", "skipped") for t in self.targets)
+
+    @property
+    def exit_code(self) -> int:
+        return max((t.exit_code for t in self.targets), default=0)
+
+
+def _notify(progress: Progress | None, event: str, message: str) -> None:
+    if progress:
+        progress(event, message)
+
+
+def default_output_dir(source: str) -> Path:
+    stem = Path(source.rpartition(":")[2] if ":" in source and not Path(source).exists() else source).name
+    for suffix in (".tflite", ".onnx", ".pt2", ".pt", ".pth", ".ts", ".keras", ".h5", ".py"):
+        stem = stem.removesuffix(suffix)
+    return Path("modelport-out") / (stem or "model")
+
+
+def _place(artifact_path: Path, final: Path) -> None:
+    """Move a finished artifact into place: copy beside it under a hidden name, then rename, so
+    the destination never holds half a file or folder."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{final.name}.partial-{os.getpid()}"
+    try:
+        if artifact_path.is_dir():
+            shutil.copytree(artifact_path, staging)
+        else:
+            shutil.copyfile(artifact_path, staging)
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging) if staging.is_dir() else staging.unlink()
+
+
+def _write_atomic(text: str, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def describe_source(model, source: str) -> dict:
+    path = Path(source.rpartition(":")[0]) if model.format.value == "torch" else Path(source)
+    return {"path": source, "format": model.format.value, "framework": model.framework,
+            "sha256": sha256_of(path) if path.exists() else None,
+            "inputs": [s.to_json() for s in model.inputs], "outputs": [s.to_json() for s in model.outputs]}
+
+
+def convert(source: str, options: ConvertOptions, progress: Progress | None = None) -> ConvertResult:
+    """Convert SOURCE to each target, validate each on its own runtime, and return the results."""
+    targets = list(options.targets)
+    for name in targets:
+        if name not in graph.TARGETS:
+            raise BadInput(f"Unknown target '{name}'.", f"Targets: {', '.join(graph.TARGETS)}, or all.")
+    _notify(progress, "start", f"Loading {source}")
+    model = load_source(source, LoadOptions(inputs=options.inputs, trust_remote_code=options.trust_remote_code,
+                                            signature=options.signature, verbose=options.verbose),
+                        framework=options.framework)
+    _notify(progress, "done", f"Loaded {model.format.value} model")
+    result = ConvertResult(source=describe_source(model, source))
+    out_dir = options.output_dir or default_output_dir(source)
+    src_node = graph.NODE_OF_FORMAT[model.format]
+    with tempfile.TemporaryDirectory(prefix="modelport-") as scratch_root:
+        scratch = Path(scratch_root)
+        ctx = EdgeContext(opset=options.opset, verbose=options.verbose, seed=options.seed,
+                          keep_layout=options.keep_layout, quantize=options.quantize, scratch=scratch)
+        produced: dict[tuple[str, ...], Artifact] = {(): model.artifact()}
+        for name in targets:
+            result.targets.append(_convert_one(name, model, src_node, out_dir, options, ctx, produced, progress))
+        if options.validate:
+            from .validators.validate import validate_targets
+
+            validate_targets(model, result.targets, options, progress)
+    model.close()
+    return result
+
+
+def _convert_one(name, model, src_node, out_dir, options, ctx, produced, progress) -> TargetResult:
+    spec = graph.target_spec(name)
+    started = time.perf_counter()
+    item = TargetResult(target=name)
+    try:
+        edges = graph.plan(src_node, name, options.via)
+        item.plan = (src_node, *(e.dst for e in edges))
+        artifact = produced[()]
+        for depth, edge in enumerate(edges):
+            key = tuple(e.name for e in edges[: depth + 1])
+            if key in produced:  # an earlier target already made this intermediate
+                artifact = produced[key]
+                continue
+            _notify(progress, "start", f"{edge.src} -> {edge.dst} ({edge.name})")
+            workdir = Path(ctx.scratch) / "-".join(key)
+            workdir.mkdir(parents=True, exist_ok=True)
+            step_start = time.perf_counter()
+            with captured_output(options.verbose):  # backends print at import time, before edges can
+                artifact = edge.load()(artifact, workdir, ctx)
+            if artifact.format.value == "onnx":
+                from .targets.onnx import check_model
+
+                check_model(artifact.path)
+            produced[key] = artifact
+            _notify(progress, "done", f"{edge.src} -> {edge.dst} in {time.perf_counter() - step_start:.1f}s")
+        if not edges:  # the source already is the target's format: the artifact is a copy of it
+            artifact = artifact.with_(path_taken=(src_node,))
+        final = out_dir / f"model{spec.suffix}" if spec.suffix else out_dir / name
+        _place(artifact.path, final)
+        _write_atomic(dump_json(write_sidecar(artifact, str(model.display))), final.with_name(final.name + ".modelport.json"))
+        item.artifact = artifact.with_(path=final)
+        item.path = final
+        item.size_bytes = size_of(final)
+        item.sha256 = sha256_of(final)
+        item.status = "skipped"
+    except ModelportError as exc:
+        item.status, item.error, item.exit_code = "error", exc.one_line(), exc.exit_code
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a converter bug we did not foresee: report it, keep other targets going
+        if options.verbose:
+            raise
+        item.status, item.error, item.exit_code = "error", f"{type(exc).__name__}: {exc}", 3
+    item.seconds = time.perf_counter() - started
+    return item
+
+
+__all__ = ["ConvertOptions", "ConvertResult", "TargetResult", "convert", "BackendMissing"]

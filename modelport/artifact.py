@@ -1,0 +1,108 @@
+"""A produced (or loaded) model: where it is, what it is, and how its I/O relates to the source's."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .formats import Format
+from .spec import TensorSpec
+
+
+@dataclass(frozen=True)
+class TensorLink:
+    """One tensor of an artifact and the source tensor it is.
+
+    `perm` is the transpose applied to the source layout: artifact = source.transpose(perm).
+    """
+
+    name: str          # name in the artifact's runtime
+    source_name: str   # name in the source model
+    perm: tuple[int, ...] | None = None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "source": self.source_name, "perm": list(self.perm) if self.perm else None}
+
+
+@dataclass(frozen=True)
+class IOMapping:
+    inputs: tuple[TensorLink, ...] = ()
+    outputs: tuple[TensorLink, ...] = ()
+
+    @staticmethod
+    def identity(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> IOMapping:
+        return IOMapping(tuple(TensorLink(s.name, s.name) for s in inputs),
+                         tuple(TensorLink(s.name, s.name) for s in outputs))
+
+    def then(self, nxt: IOMapping) -> IOMapping:
+        """Compose: self maps source->A, nxt maps A->B; the result maps source->B."""
+        def chain(first: tuple[TensorLink, ...], second: tuple[TensorLink, ...]) -> tuple[TensorLink, ...]:
+            by_name = {link.name: link for link in first}
+            out = []
+            for link in second:
+                prev = by_name.get(link.source_name, TensorLink(link.source_name, link.source_name))
+                if prev.perm and link.perm:
+                    perm = tuple(prev.perm[i] for i in link.perm)
+                else:
+                    perm = link.perm or prev.perm
+                out.append(TensorLink(link.name, prev.source_name, perm))
+            return tuple(out)
+        return IOMapping(chain(self.inputs, nxt.inputs), chain(self.outputs, nxt.outputs))
+
+    def to_json(self) -> dict:
+        return {"inputs": [t.to_json() for t in self.inputs], "outputs": [t.to_json() for t in self.outputs]}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    format: Format
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    io: IOMapping = field(default_factory=IOMapping)
+    path_taken: tuple[str, ...] = ()      # formats along the conversion path, source first
+    layout: str = "nchw"                  # "nchw" (as the source) or "nhwc"
+    quantization: str = "none"
+    extra: dict[str, Any] = field(default_factory=dict)  # edge-specific facts (exporter, opset, ...)
+
+    def with_(self, **changes: Any) -> Artifact:
+        return replace(self, **changes)
+
+
+def sha256_of(path: Path) -> str:
+    """Content hash of a file, or of a directory's files in a stable order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def size_of(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def write_sidecar(artifact: Artifact, source_name: str) -> dict:
+    """What `validate` needs later to compare this artifact with its source without guessing."""
+    return {
+        "schema": "modelport.artifact/1",
+        "source": source_name,
+        "format": artifact.format.value,
+        "path": list(artifact.path_taken),
+        "layout": artifact.layout,
+        "quantization": artifact.quantization,
+        "io": artifact.io.to_json(),
+        "inputs": [s.to_json() for s in artifact.inputs],
+        "outputs": [s.to_json() for s in artifact.outputs],
+    }
+
+
+def dump_json(data: dict) -> str:
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"

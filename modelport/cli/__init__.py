@@ -1,0 +1,42 @@
+"""The `modelport` command: a Click group whose subcommands are imported only when run, so
+`modelport --help` loads click and nothing heavy."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from .. import __version__
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("modelport.cli.convert:convert", "Convert a model to one or more targets and validate each."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, _, attr = COMMANDS[name][0].partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help from the table, so listing commands imports none of them.
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="modelport")
+def main() -> None:
+    """Convert trained models between frameworks through ONNX, and prove each result.
+
+    \b
+    Example:
+      modelport convert model.pt2 --to onnx,tflite
+    """

@@ -1,0 +1,94 @@
+"""Shared CLI plumbing: error -> exit code mapping, progress rendering, option parsing."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import BadInput, ModelportError
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Every non-zero exit prints one line saying what went wrong and what to do."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verbose = bool(kwargs.get("verbose"))
+        try:
+            return command(*args, **kwargs)
+        except ModelportError as exc:
+            if verbose:
+                traceback.print_exc()
+            fail(exc.one_line(), exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; nothing half-written was left in the output directory.", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except Exception as exc:  # a bug of ours: say so in one line, trace with --verbose
+            if verbose:
+                traceback.print_exc()
+            fail(f"Unexpected {type(exc).__name__}: {exc}. Re-run with --verbose and report it.", 3)
+
+    return wrapper
+
+
+class Progress:
+    """Steps on stderr: a live spinner on a terminal; on a pipe, one line per step over a second."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.enabled = enabled
+        self._status = None
+        self._started = 0.0
+        self._message = ""
+
+    def __call__(self, event: str, message: str) -> None:
+        if not self.enabled:
+            return
+        if event == "start":
+            self._started = time.perf_counter()
+            self._message = message
+            if self.console.is_terminal:
+                self._stop()
+                self._status = self.console.status(message + "…")
+                self._status.start()
+        else:
+            elapsed = time.perf_counter() - self._started
+            self._stop()
+            if elapsed >= 1.0 or self.console.is_terminal:
+                self.console.print(f"[dim]{message}[/dim] ({elapsed:.1f}s)" if "s" not in message[-6:]
+                                   else f"[dim]{message}[/dim]", highlight=False)
+
+    def _stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def close(self) -> None:
+        self._stop()
+
+
+def parse_many(parser: Callable[[str], Any], values: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(parser(v) for v in values)
+
+
+def positive(name: str, value: int) -> int:
+    if value < 1:
+        raise BadInput(f"{name} must be at least 1 (got {value}).", f"Pass {name} 1 or more.")
+    return value

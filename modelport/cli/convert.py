@@ -1,0 +1,76 @@
+"""`modelport convert`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import Progress, handle_errors, parse_many, positive
+
+
+@click.command(context_settings={"max_content_width": 100})
+@click.argument("source")
+@click.option("--to", "to", required=True, metavar="T[,T...]|all",
+              help="Targets: onnx, tflite (comma-separated), or all.")
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None,
+              help="Output directory [default: ./modelport-out/<source name>/].")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
+              help="Input shape, e.g. x:1x3x224x224 or ids:batchx128:int64 (a named dim stays dynamic).")
+@click.option("--input-range", "input_ranges", multiple=True, metavar="NAME:LOW:HIGH",
+              help="Value range of seeded sample data for an input, e.g. input_ids:0:30522.")
+@click.option("--framework", type=click.Choice(["torch", "onnx"]), default=None,
+              help="Read SOURCE as this framework instead of detecting it from its content.")
+@click.option("--opset", type=int, default=None, help="ONNX opset to export [default: 17].")
+@click.option("--validate/--no-validate", default=True, show_default=True,
+              help="Run source and result on the same inputs and compare.")
+@click.option("--inputs", "sample_inputs", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Real sample inputs: an .npz with one array per input name.")
+@click.option("--samples", type=int, default=3, show_default=True, help="Seeded samples to compare.")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance [default: per target and precision].")
+@click.option("--rtol", type=float, default=None, help="Relative tolerance [default: per target and precision].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample inputs.")
+@click.option("--trust-remote-code", is_flag=True,
+              help="Allow loading files that run Python code when loaded (pickled whole modules).")
+@click.option("--threads", type=int, default=1, show_default=True, help="Runtime threads for latency runs.")
+@click.option("--report", "report", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write a JSON report (schema modelport.report/1).")
+@click.option("-v", "--verbose", is_flag=True, help="Show converter logs and tracebacks.")
+@handle_errors
+def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], input_ranges: tuple[str, ...],
+            framework: str | None, opset: int | None, validate: bool, sample_inputs: Path | None, samples: int,
+            atol: float | None, rtol: float | None, seed: int, trust_remote_code: bool, threads: int,
+            report: Path | None, verbose: bool) -> None:
+    """Convert SOURCE to each target and validate each result on its own runtime.
+
+    \b
+    SOURCE is a model file (.pt2, TorchScript .pt, .onnx, ...) or a Python entry point
+    path/file.py:name returning a torch.nn.Module (optionally with example inputs).
+    \b
+    Exit codes: 0 all passed, 1 validation failed, 2 bad input, 3 conversion failed,
+    4 a needed backend is not installed.
+    """
+    from .. import api
+    from ..converters.graph import parse_targets
+    from ..spec import parse_input, parse_input_range
+    from ..validators.report import dumps, report_json
+    from .render import convert_table
+
+    options = api.ConvertOptions(
+        targets=tuple(parse_targets(to)), output_dir=output, inputs=parse_many(parse_input, inputs),
+        input_ranges=parse_many(parse_input_range, input_ranges), framework=framework, opset=opset,
+        validate=validate, sample_inputs=sample_inputs, samples=positive("--samples", samples), atol=atol,
+        rtol=rtol, seed=seed, trust_remote_code=trust_remote_code, verbose=verbose,
+        threads=positive("--threads", threads))
+    progress = Progress()
+    try:
+        result = api.convert(source, options, progress)
+    finally:
+        progress.close()
+    convert_table(result)
+    if report:
+        api._write_atomic(dumps(report_json(result, options.threads)), report)
+    if result.exit_code:
+        failing = [t for t in result.targets if t.exit_code == result.exit_code][0]
+        click.echo(f"Error: {failing.target}: {failing.error}", err=True)
+        raise SystemExit(result.exit_code)

@@ -1,0 +1,49 @@
+"""Result tables on stdout."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..api import ConvertResult
+
+_STYLE = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return "-"
+
+
+def convert_table(result: ConvertResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:  # logs and CI: keep rows on one line
+        console.width = max(console.width, 160)
+    table = Table(title=f"modelport: {result.source['path']} ({result.source['format']})", title_justify="left")
+    for column in ("target", "status", "path", "size", "max abs diff", "cosine", "p50 ms", "conversion path", "seconds"):
+        table.add_column(column, justify="right" if column in ("size", "max abs diff", "cosine", "p50 ms", "seconds") else "left")
+    for item in result.targets:
+        status = "converted" if item.status == "skipped" else item.status
+        numeric = item.numeric
+        worst = max(numeric.outputs, key=lambda o: o.max_abs_diff) if numeric and numeric.outputs else None
+        table.add_row(
+            item.target, f"[{_STYLE[item.status]}]{status}[/]", str(item.path) if item.path else "-",
+            human_size(item.size_bytes),
+            f"{worst.max_abs_diff:.2e}" if worst else "-",
+            f"{min(o.cosine for o in numeric.outputs):.6f}" if worst else "-",
+            f"{item.latency.p50:.2f}" if item.latency else "-",
+            " -> ".join(item.artifact.path_taken if item.artifact else item.plan) or "-",
+            f"{item.seconds:.1f}",
+        )
+    console.print(table)
+    for item in result.targets:
+        if item.error:
+            console.print(f"[{_STYLE[item.status]}]{item.target}:[/] {item.error}", highlight=False)

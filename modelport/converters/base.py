@@ -1,0 +1,19 @@
+"""What every edge receives besides its input artifact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EdgeContext:
+    opset: int | None = None
+    verbose: bool = False
+    seed: int = 0
+    keep_layout: bool = False
+    quantize: str = "none"
+    # Results shared between edges of one run (e.g. one onnx2tf run serves tflite and savedmodel).
+    cache: dict[str, Any] = field(default_factory=dict)
+    scratch: Path | None = None

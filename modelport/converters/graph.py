@@ -1,0 +1,103 @@
+"""The format graph: formats are nodes, converters are edges registered by import string.
+
+A new converter is one module plus one line in EDGES. `plan` finds the cheapest path; a direct
+edge is given a lower cost than a path through ONNX so it wins where it exists.
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import BadInput
+from ..formats import Format
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..artifact import Artifact
+
+
+@dataclass(frozen=True)
+class Edge:
+    name: str
+    src: str
+    dst: str
+    impl: str          # "module:function" taking (Artifact, workdir, EdgeContext) -> Artifact
+    extra: str         # pip extra that brings what it needs
+    cost: float = 1.0
+
+    def load(self) -> Callable[..., Artifact]:
+        module, _, function = self.impl.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+EDGES: tuple[Edge, ...] = (
+    Edge("torch2onnx", "torch", "onnx", "modelport.converters.torch2onnx:convert", "torch"),
+    Edge("onnx2tf", "onnx", "tflite", "modelport.converters.onnx2tf:to_tflite", "tf"),
+)
+
+TARGETS: dict[str, str] = {
+    "onnx": "modelport.targets.onnx:SPEC",
+    "tflite": "modelport.targets.tflite:SPEC",
+}
+
+NODE_OF_FORMAT: dict[Format, str] = {
+    Format.TORCH_MODULE: "torch", Format.TORCHSCRIPT: "torch", Format.TORCH_EXPORT: "torch",
+    Format.TORCH_PICKLE: "torch", Format.ONNX: "onnx", Format.TFLITE: "tflite",
+    Format.SAVEDMODEL: "savedmodel", Format.KERAS: "keras", Format.KERAS_H5: "keras", Format.TFJS: "tfjs",
+}
+
+
+def target_spec(name: str) -> Any:
+    module, _, attr = TARGETS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def parse_targets(text: str) -> list[str]:
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if not names:
+        raise BadInput("--to is empty.", f"Name one or more of: {', '.join(TARGETS)}, or all.")
+    if "all" in names:
+        return list(TARGETS)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        raise BadInput(f"Unknown target '{unknown[0]}'.", f"Targets: {', '.join(TARGETS)}, or all.")
+    return list(dict.fromkeys(names))
+
+
+def plan(src: str, dst: str, via: tuple[str, ...] = ()) -> list[Edge]:
+    """The cheapest chain of edges from node `src` to node `dst`, through `via` in order if given."""
+    stops = [src, *via, dst]
+    edges: list[Edge] = []
+    for start, goal in zip(stops, stops[1:]):
+        edges.extend(_shortest(start, goal))
+    return edges
+
+
+def _shortest(src: str, dst: str) -> list[Edge]:
+    if src == dst:
+        return []
+    queue: list[tuple[float, int, str, list[Edge]]] = [(0.0, 0, src, [])]
+    seen: set[str] = set()
+    counter = 0
+    while queue:
+        cost, _, node, path = heapq.heappop(queue)
+        if node == dst:
+            return path
+        if node in seen:
+            continue
+        seen.add(node)
+        for edge in EDGES:
+            if edge.src == node and edge.dst not in seen:
+                counter += 1
+                heapq.heappush(queue, (cost + edge.cost, counter, edge.dst, [*path, edge]))
+    raise BadInput(f"No conversion path from {src} to {dst} in this modelport.",
+                   f"Known edges: {', '.join(f'{e.src}->{e.dst}' for e in EDGES)}.")
+
+
+def explain(src: str, dst: str, via: tuple[str, ...] = ()) -> str:
+    edges = plan(src, dst, via)
+    return " -> ".join([src, *(e.dst for e in edges)]) + (f"  ({', '.join(e.name for e in edges)})" if edges else "")

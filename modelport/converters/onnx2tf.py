@@ -1,0 +1,188 @@
+"""ONNX -> TFLite (and the SavedModel it writes on the way) with onnx2tf.
+
+Wrapped sharp edges: onnx2tf rewrites its input file (we hand it a copy), downloads sample
+images for 3-channel inputs (we hand it seeded data instead, so it never reaches the network),
+prints hundreds of log lines (kept unless --verbose), and turns NCHW into NHWC (we record the
+permutation of every input and output in the artifact's I/O mapping).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from .._lazy import captured_output, require
+from ..artifact import Artifact, IOMapping, TensorLink
+from ..errors import ConversionFailed
+from ..formats import Format
+from ..spec import TensorSpec
+from .base import EdgeContext
+
+
+def channel_last(rank: int) -> tuple[int, ...]:
+    return (0, *range(2, rank), 1)
+
+
+def _matches(shape_a, shape_b) -> bool:
+    if shape_a is None or shape_b is None or len(shape_a) != len(shape_b):
+        return False
+    return all(not isinstance(a, int) or not isinstance(b, int) or a == b for a, b in zip(shape_a, shape_b))
+
+
+def _permute(shape, perm):
+    return tuple(shape[i] for i in perm)
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_]", "_", name)
+
+
+def _pair(source_specs: list[TensorSpec], produced: list[TensorSpec]) -> list[tuple[TensorSpec, TensorSpec]]:
+    """Match produced tensors to source tensors by name, then sanitized name, then position."""
+    by_name = {s.name: s for s in produced}
+    by_clean = {_sanitize(s.name): s for s in produced}
+    pairs = []
+    for index, spec in enumerate(source_specs):
+        match = by_name.get(spec.name) or by_clean.get(_sanitize(spec.name))
+        if match is None and index < len(produced):
+            match = produced[index]
+        if match is None:
+            raise ConversionFailed(f"onnx2tf produced no tensor for '{spec.name}'.", "Run with --verbose to see its log.")
+        pairs.append((spec, match))
+    return pairs
+
+
+def _link(source: TensorSpec, produced: TensorSpec, kept: bool) -> tuple[TensorLink, bool]:
+    """The permutation onnx2tf applied, from its rule (rank 3-5 become channel-last) checked
+    against the produced shape. Returns the link and whether the shape leaves it ambiguous."""
+    rank = len(source.shape or ())
+    candidates = [None] if kept or rank < 3 else [channel_last(rank), None]
+    fitting = [p for p in candidates if _matches(_permute(source.shape, p) if p else source.shape, produced.shape)]
+    if not fitting:
+        raise ConversionFailed(f"onnx2tf changed '{source.name}' from shape {source.shape} to {produced.shape}.",
+                               "This layout change cannot be mapped back; run with --verbose.")
+    perm = fitting[0]
+    return TensorLink(produced.name, source.name, perm), len(fitting) > 1
+
+
+def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext) -> Path:
+    """Run onnx2tf once per ONNX file and run; return its output folder."""
+    key = f"onnx2tf:{onnx_artifact.path}:{ctx.keep_layout}"
+    if key in ctx.cache:
+        return ctx.cache[key]
+    np = require("numpy")
+    onnx2tf = require("onnx2tf", purpose="to convert ONNX to TFLite and SavedModel")
+    impl = require("onnx2tf.onnx2tf")
+    work = Path(ctx.scratch or onnx_artifact.path.parent) / "onnx2tf"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    model_copy = work / "model.onnx"  # onnx2tf overwrites the file it is given
+    shutil.copyfile(onnx_artifact.path, model_copy)
+    out = work / "out"
+    rng = np.random.default_rng(ctx.seed)
+
+    def sample_images():  # stands in for onnx2tf's download of sample images
+        return rng.uniform(0.0, 1.0, (20, 128, 128, 3)).astype(np.float32)
+
+    keep = [s.name for s in onnx_artifact.inputs if len(s.shape or ()) in (3, 4, 5)] if ctx.keep_layout else None
+    original = impl.download_test_image_data
+    impl.download_test_image_data = sample_images
+    try:
+        with captured_output(ctx.verbose) as log:
+            try:
+                onnx2tf.convert(input_onnx_file_path=str(model_copy), output_folder_path=str(out),
+                                non_verbose=not ctx.verbose, copy_onnx_input_output_names_to_tflite=True,
+                                output_signaturedefs=True, keep_ncw_or_nchw_or_ncdhw_input_names=keep)
+                error = None
+            except BaseException as exc:  # onnx2tf calls sys.exit on some failures
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                error = exc
+    finally:
+        impl.download_test_image_data = original
+    tflites = sorted(out.glob("*_float32.tflite")) if out.exists() else []
+    if error is not None or not tflites:
+        raise ConversionFailed(f"onnx2tf failed: {_reason(error, log.getvalue())}.",
+                               "Run with --verbose for onnx2tf's log; --simplify or another --opset may help.")
+    ctx.cache[key] = out
+    return out
+
+
+def _reason(error: BaseException | None, log: str) -> str:
+    text = f"{error}\n{log}" if error else log
+    clean = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    op = re.search(r"(?:OP is not yet implemented|not supported)[^\n]*?([A-Z]\w+)", clean)
+    for line in clean.splitlines():
+        if re.search(r"ERROR|Error:|error:", line) and "onnx_op_type" not in line:
+            found = line.strip()
+            break
+    else:
+        found = str(error).strip() if error and str(error).strip() else "no output was written"
+    op_type = re.search(r"onnx_op_type:\s*(\w+)", clean)
+    if op_type:
+        return f"{found} (at ONNX op {op_type.group(1)})"
+    return found[:300] if not op else found[:300]
+
+
+def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
+    from ..targets.tflite import LiteRTRunner
+
+    out = run_onnx2tf(onnx_artifact, ctx)
+    tflite = sorted(out.glob("*_float16.tflite" if ctx.quantize == "fp16" else "*_float32.tflite"))[0]
+    target = workdir / "model.tflite"
+    shutil.copyfile(tflite, target)
+    # Reading specs only (no invoke) is safe in this process; running happens isolated.
+    with LiteRTRunner(target) as runner:
+        produced_in, produced_out = runner.inputs, runner.outputs
+    io, ambiguous = map_io(onnx_artifact, produced_in, produced_out, ctx.keep_layout)
+    if ambiguous:
+        io = _probe_outputs(onnx_artifact, target, io, ambiguous, ctx)
+    layout = "nchw" if ctx.keep_layout or not any(link.perm for link in io.inputs) else "nhwc"
+    return Artifact(path=target, format=Format.TFLITE, inputs=tuple(produced_in), outputs=tuple(produced_out),
+                    io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"),
+                    layout=layout, quantization=ctx.quantize if ctx.quantize == "fp16" else "none",
+                    extra={"converter": "onnx2tf"})
+
+
+def map_io(onnx_artifact: Artifact, produced_in: list[TensorSpec], produced_out: list[TensorSpec],
+           keep_layout: bool) -> tuple[IOMapping, list[int]]:
+    inputs, outputs, ambiguous = [], [], []
+    for spec, produced in _pair(list(onnx_artifact.inputs), produced_in):
+        link, _ = _link(spec, produced, keep_layout)
+        inputs.append(link)
+    for index, (spec, produced) in enumerate(_pair(list(onnx_artifact.outputs), produced_out)):
+        link, unsure = _link(spec, produced, False)
+        outputs.append(link)
+        if unsure:
+            ambiguous.append(index)
+    return IOMapping(tuple(inputs), tuple(outputs)), ambiguous
+
+
+def _probe_outputs(onnx_artifact: Artifact, tflite: Path, io: IOMapping, ambiguous: list[int],
+                   ctx: EdgeContext) -> IOMapping:
+    """Where an output's shape fits both layouts (e.g. 1x8x8x8), run both models once and keep
+    the permutation whose numbers agree: recorded here once, never guessed by the validator."""
+    import numpy as np
+
+    from ..targets.isolated import IsolatedRunner
+    from ..targets.onnx import OnnxRuntimeRunner
+    from ..validators.data import make_feeds
+
+    feeds = make_feeds(list(onnx_artifact.inputs), seed=ctx.seed + 1)
+    with OnnxRuntimeRunner(onnx_artifact.path) as ort:
+        reference = ort.run(feeds)
+    with IsolatedRunner("modelport.targets.tflite:LiteRTRunner", tflite) as lite:
+        mapped = {link.name: feeds[link.source_name].transpose(link.perm) if link.perm else feeds[link.source_name]
+                  for link in io.inputs}
+        produced = lite.run(mapped)
+    outputs = list(io.outputs)
+    for index in ambiguous:
+        link = outputs[index]
+        ref = reference[link.source_name]
+        value = produced[link.name]
+        rank = ref.ndim
+        best = min([channel_last(rank), None],
+                   key=lambda p: float(np.abs((ref.transpose(p) if p else ref) - value).max()))
+        outputs[index] = TensorLink(link.name, link.source_name, best)
+    return IOMapping(io.inputs, tuple(outputs))

@@ -1,0 +1,49 @@
+"""One exception class per exit code. Each message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class ModelportError(Exception):
+    """Base of every error modelport reports to a user; `exit_code` is the CLI's exit status."""
+
+    exit_code: int = 3
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        return f"{self.message} {self.hint}".strip() if self.hint else self.message
+
+
+class ValidationFailed(ModelportError):
+    """Numbers out of tolerance, or a budget broken (exit 1)."""
+
+    exit_code = 1
+
+
+class BadInput(ModelportError):
+    """Bad invocation or bad input: unreadable, corrupt, unsafe, wrong format, malformed option (exit 2)."""
+
+    exit_code = 2
+
+
+class ConversionFailed(ModelportError):
+    """A converter could not produce the artifact: unsupported op, converter error (exit 3)."""
+
+    exit_code = 3
+
+
+class BackendMissing(ModelportError):
+    """A package the request needs is not installed (exit 4)."""
+
+    exit_code = 4
+
+
+def _rebuild(cls: type, message: str, hint: str | None) -> ModelportError:
+    return cls(message, hint)
+
+
+# Errors cross process boundaries (isolated runners); keep the hint when pickled.
+ModelportError.__reduce__ = lambda self: (_rebuild, (type(self), self.message, self.hint))  # type: ignore[method-assign]

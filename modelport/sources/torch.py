@@ -1,0 +1,225 @@
+"""PyTorch sources: TorchScript archives, torch.export `.pt2` archives, nn.Modules from entry
+points, and (only with --trust-remote-code) pickled whole modules."""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from pathlib import Path
+from typing import Any
+
+from .._lazy import require
+from ..errors import BadInput
+from ..formats import Format
+from ..spec import TensorSpec, merge_specs
+from .base import EntryPoint, LoadOptions, SourceModel
+
+_TORCH_DTYPE_NAMES = {"float32", "float16", "float64", "bfloat16", "int8", "uint8", "int16", "int32",
+                      "int64", "bool"}
+
+
+def _torch():
+    return require("torch", purpose="to read PyTorch models")
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = str(dtype).replace("torch.", "")
+    return name if name in _TORCH_DTYPE_NAMES else "float32"
+
+
+def _suggest_shape(module: Any) -> str:
+    """A plausible input shape from the first layer, for the 'pass --input' message."""
+    torch = _torch()
+    for layer in module.modules() if hasattr(module, "modules") else []:
+        if isinstance(layer, torch.nn.Conv2d):
+            return f"1x{layer.in_channels}x224x224"
+        if isinstance(layer, torch.nn.Conv1d):
+            return f"1x{layer.in_channels}x128"
+        if isinstance(layer, torch.nn.Conv3d):
+            return f"1x{layer.in_channels}x16x112x112"
+        if isinstance(layer, torch.nn.Linear):
+            return f"1x{layer.in_features}"
+        if isinstance(layer, torch.nn.Embedding):
+            return "1x128:int64"
+    return "1x3x224x224"
+
+
+def _forward_arg_names(module: Any) -> list[str]:
+    torch = _torch()
+    if isinstance(module, torch.jit.ScriptModule):
+        return [a.name for a in module.forward.schema.arguments[1:]]
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return ["x"]
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.default is p.empty] or ["x"]
+
+
+def _need_input_error(what: str, module: Any, names: list[str]) -> BadInput:
+    shape = _suggest_shape(module)
+    dims, _, dtype = shape.partition(":")
+    flags = " ".join(f"--input {n}:{dims}{':' + dtype if dtype else ''}" for n in names)
+    return BadInput(f"{what} does not record its input shapes.",
+                    f"Pass them, e.g.: {flags} (use a name such as 'batch' for a dynamic dimension).")
+
+
+def _specs_from_examples(names: list[str], examples: Any) -> list[TensorSpec]:
+    torch = _torch()
+    if isinstance(examples, torch.Tensor):
+        examples = (examples,)
+    if isinstance(examples, dict):
+        return [TensorSpec(k, tuple(v.shape), _dtype_name(v.dtype)) for k, v in examples.items()]
+    examples = tuple(examples)
+    if len(names) < len(examples):
+        names = names + [f"input_{i}" for i in range(len(names), len(examples))]
+    return [TensorSpec(n, tuple(t.shape), _dtype_name(t.dtype)) for n, t in zip(names, examples)]
+
+
+def _flatten_outputs(result: Any) -> list[tuple[str, Any]]:
+    torch = _torch()
+    if isinstance(result, torch.Tensor):
+        return [("output", result)]
+    if isinstance(result, dict):
+        return [(str(k), v) for k, v in result.items()]
+    if hasattr(result, "_fields"):  # namedtuple
+        return list(zip(result._fields, result))
+    if isinstance(result, (tuple, list)):
+        flat: list[tuple[str, Any]] = []
+        for i, item in enumerate(result):
+            inner = _flatten_outputs(item)
+            flat.extend([(f"output_{i}", inner[0][1])] if len(inner) == 1 else
+                        [(f"output_{i}_{name}", value) for name, value in inner])
+        return flat
+    raise BadInput(f"The model returned a {type(result).__name__}; modelport handles tensors, and tuples, "
+                   "lists or dicts of tensors.", "Wrap the model so forward() returns tensors.")
+
+
+class TorchModel(SourceModel):
+    framework = "torch"
+    runtime = "torch"
+
+    def __init__(self, path, handle, format: Format, display: str | None = None) -> None:
+        super().__init__(path, handle, display)
+        self.format = format
+
+    def _load(self) -> None:  # the handle is loaded by the load_* functions below
+        pass
+
+    def callable_module(self) -> Any:
+        return self.handle.module() if self.format == Format.TORCH_EXPORT else self.handle
+
+    def _run(self, feeds):
+        torch = _torch()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        args = [torch.from_numpy(feeds[s.name].copy()) for s in self.inputs]
+        with torch.no_grad():
+            result = self.callable_module()(*args)
+        return {name: value.detach().cpu().numpy() for name, value in _flatten_outputs(result)}
+
+    def describe_outputs(self, sample_feeds: dict) -> None:
+        """Output names and shapes come from one run on sample inputs."""
+        self._loaded = True
+        outputs = self._run(sample_feeds)
+        self.outputs = [TensorSpec(n, tuple(v.shape), str(v.dtype)) for n, v in outputs.items()]
+
+    def parameter_count(self) -> int:
+        module = self.callable_module()
+        return sum(p.numel() for p in module.parameters()) if hasattr(module, "parameters") else 0
+
+
+def _finish(model: TorchModel, specs: list[TensorSpec] | None, what: str, options: LoadOptions) -> TorchModel:
+    from ..validators.data import make_feeds
+
+    module = model.callable_module()
+    specs = merge_specs(specs, list(options.inputs))
+    if not specs:
+        raise _need_input_error(what, module, _forward_arg_names(module))
+    incomplete = [s for s in specs if s.shape is None]
+    if incomplete:
+        raise _need_input_error(what, module, [s.name for s in incomplete])
+    model.inputs = specs
+    model.describe_outputs(make_feeds(specs, seed=0))
+    return model
+
+
+def load_torchscript(path: Path, options: LoadOptions) -> TorchModel:
+    torch = _torch()
+    try:
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+    except RuntimeError as exc:
+        raise BadInput(f"'{path}' is not a readable TorchScript archive: {str(exc).splitlines()[0]}",
+                       "Save it again with torch.jit.save.") from None
+    # TorchScript keeps argument names but not shapes: those come from --input.
+    return _finish(TorchModel(path, module, Format.TORCHSCRIPT), None, "This TorchScript archive", options)
+
+
+def load_exported_program(path: Path, options: LoadOptions) -> TorchModel:
+    torch = _torch()
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:  # torch raises many kinds on a damaged archive
+        raise BadInput(f"'{path}' is not a readable torch.export archive: {str(exc).splitlines()[0]}",
+                       "Save it again with torch.export.save.") from None
+    model = TorchModel(path, program, Format.TORCH_EXPORT)
+    user_inputs = list(program.graph_signature.user_inputs)
+    specs = []
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs:
+            value = node.meta.get("val")
+            shape = tuple(d if isinstance(d, int) else str(d) for d in value.shape)
+            specs.append(TensorSpec(node.name, shape, _dtype_name(value.dtype)))
+    model.details["dynamic_ranges"] = {str(k): str(v) for k, v in program.range_constraints.items()}
+    return _finish(model, specs, "This torch.export archive", options)
+
+
+def load_pickle(path: Path, options: LoadOptions) -> TorchModel:
+    torch = _torch()
+    if not options.trust_remote_code:
+        try:
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise BadInput(
+                f"'{path}' is a pickled Python object (a whole saved module); loading it would run "
+                "code stored in the file.",
+                "If you trust its author, re-run with --trust-remote-code; better, save the model with "
+                "torch.jit.save or torch.export.save.") from None
+        except Exception as exc:
+            raise BadInput(f"'{path}' cannot be read as a torch.save file: {str(exc).splitlines()[0]}",
+                           "The file is probably truncated or corrupt; save it again.") from None
+        raise _state_dict_error(path, loaded)
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=False)  # the user said so
+    except Exception as exc:
+        raise BadInput(f"'{path}' cannot be unpickled: {type(exc).__name__}: {exc}",
+                       "Its classes must be importable here; or save it with torch.export.save.") from None
+    if not isinstance(loaded, torch.nn.Module):
+        raise _state_dict_error(path, loaded)
+    return _finish(TorchModel(path, loaded.eval(), Format.TORCH_PICKLE), None,
+                   "A pickled module", options)
+
+
+def _state_dict_error(path: Path, loaded: Any) -> BadInput:
+    kind = "a state_dict (weights only)" if isinstance(loaded, dict) else f"a {type(loaded).__name__}"
+    return BadInput(f"'{path}' holds {kind}, not a model: it has no architecture to convert.",
+                    "Pass an entry point that builds the module and loads these weights, e.g. model.py:build.")
+
+
+def load_entry(entry: EntryPoint, options: LoadOptions) -> TorchModel:
+    torch = _torch()
+    module = entry.obj
+    if hasattr(module, "eval"):
+        module.eval()
+    model = TorchModel(Path(entry.display.rpartition(":")[0]), module, Format.TORCH_MODULE, entry.display)
+    specs = None
+    if entry.example_inputs is not None and not options.inputs:
+        names = _forward_arg_names(module) if not isinstance(module, torch.export.ExportedProgram) else []
+        specs = _specs_from_examples(names, entry.example_inputs)
+    return _finish(model, specs, f"The module from '{entry.display}'", options)
+
+
+def load(path: Path, fmt: Format, options: LoadOptions) -> TorchModel:
+    loaders = {Format.TORCHSCRIPT: load_torchscript, Format.TORCH_EXPORT: load_exported_program,
+               Format.TORCH_PICKLE: load_pickle}
+    return loaders[fmt](path, options)

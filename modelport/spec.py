@@ -1,0 +1,108 @@
+"""Tensor specs and the `--input NAME:SHAPE[:DTYPE]` / `--input-range NAME:LOW:HIGH` syntax."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import BadInput
+
+Dim = int | str  # a str dimension is symbolic (dynamic), e.g. "batch"
+
+DTYPES = (
+    "float32", "float16", "float64", "bfloat16",
+    "int8", "uint8", "int16", "int32", "int64", "bool",
+)
+_DTYPE_ALIASES = {"float": "float32", "fp32": "float32", "fp16": "float16", "half": "float16",
+                  "double": "float64", "int": "int64", "long": "int64"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[Dim, ...] | None  # None: rank unknown
+    dtype: str = "float32"
+
+    @property
+    def is_static(self) -> bool:
+        return self.shape is not None and all(isinstance(d, int) and d >= 0 for d in self.shape)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape) if self.shape is not None else None,
+                "dtype": self.dtype}
+
+    def cli_form(self) -> str:
+        shape = "x".join(str(d) for d in self.shape) if self.shape is not None else "?"
+        return f"{self.name}:{shape}" + ("" if self.dtype == "float32" else f":{self.dtype}")
+
+
+@dataclass(frozen=True)
+class InputRange:
+    name: str
+    low: float
+    high: float
+
+
+def normalize_dtype(text: str) -> str:
+    dtype = _DTYPE_ALIASES.get(text.lower(), text.lower())
+    if dtype not in DTYPES:
+        raise BadInput(f"Unknown dtype '{text}'.", f"Use one of: {', '.join(DTYPES)}.")
+    return dtype
+
+
+_NAME = r"[A-Za-z_][\w./\-]*"
+
+
+def parse_input(text: str) -> TensorSpec:
+    """Parse `x:1x3x224x224`, `ids:batchx128:int64`; a named dim stays dynamic."""
+    example = "--input x:1x3x224x224 (or ids:batchx128:int64)"
+    parts = text.rsplit(":", 2) if text.count(":") >= 2 else text.split(":")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise BadInput(f"Malformed --input '{text}': expected NAME:SHAPE[:DTYPE].", f"Example: {example}")
+    name, shape_text = parts[0], parts[1]
+    dtype = normalize_dtype(parts[2]) if len(parts) == 3 else "float32"
+    if not re.fullmatch(_NAME, name):
+        raise BadInput(f"Malformed --input '{text}': '{name}' is not a valid tensor name.", f"Example: {example}")
+    dims: list[Dim] = []
+    for token in shape_text.lower().split("x") if shape_text not in ("scalar", "()") else []:
+        if re.fullmatch(r"\d+", token):
+            if int(token) == 0:
+                raise BadInput(f"Malformed --input '{text}': a dimension of 0 makes an empty tensor.",
+                               f"Example: {example}")
+            dims.append(int(token))
+        elif re.fullmatch(r"[a-z_]\w*", token):
+            dims.append(token)
+        else:
+            raise BadInput(f"Malformed --input '{text}': bad dimension '{token}' in shape '{shape_text}'.",
+                           f"Dimensions are positive integers or names, separated by 'x'. Example: {example}")
+    return TensorSpec(name=name, shape=tuple(dims), dtype=dtype)
+
+
+def parse_input_range(text: str) -> InputRange:
+    parts = text.split(":")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        low, high = float(parts[1]), float(parts[2])
+    except ValueError:
+        raise BadInput(f"Malformed --input-range '{text}': expected NAME:LOW:HIGH.",
+                       "Example: --input-range input_ids:0:30522") from None
+    if not high > low:
+        raise BadInput(f"Malformed --input-range '{text}': HIGH must be greater than LOW.",
+                       "Example: --input-range input_ids:0:30522")
+    return InputRange(parts[0], low, high)
+
+
+def merge_specs(model_specs: list[TensorSpec] | None, user_specs: list[TensorSpec]) -> list[TensorSpec] | None:
+    """User `--input` specs win over what the model says; they may name a subset."""
+    if not user_specs:
+        return model_specs
+    if not model_specs:
+        return list(user_specs)
+    by_name = {s.name: s for s in user_specs}
+    known = {s.name for s in model_specs}
+    unknown = [n for n in by_name if n not in known]
+    if unknown:
+        raise BadInput(f"--input names '{unknown[0]}', but the model's inputs are: "
+                       f"{', '.join(s.name for s in model_specs)}.", "Use one of those names.")
+    return [by_name.get(s.name, s) for s in model_specs]

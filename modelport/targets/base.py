@@ -1,0 +1,115 @@
+"""The one runner interface every runtime sits behind (sources' reference models included).
+
+A runner's base class owns the checks and the timing; a concrete runner implements only
+`_load`, `_run` and `_close` (the shape of Polygraphy's runners).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BadInput
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..spec import TensorSpec
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    min_cosine: float = 0.0
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a target is: its name, suffix, default tolerances per precision, the extra it needs."""
+
+    name: str
+    format: str
+    suffix: str
+    extra: str
+    runner: str                     # import string "module:Class" of its runner
+    isolate: bool = False           # run in a clean child process (see targets/isolated.py)
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+
+    def tolerance(self, precision: str) -> Tolerance:
+        return self.tolerances.get(precision, self.tolerances["none"])
+
+    def open_runner(self, path: Path, threads: int | None = None) -> Runner:
+        if self.isolate:
+            from .isolated import IsolatedRunner
+
+            return IsolatedRunner(self.runner, path, threads)
+        from .isolated import load_runner_class
+
+        return load_runner_class(self.runner)(path, threads)
+
+
+class Runner:
+    """Load a model on its runtime and run it on named numpy feeds. Use as a context manager."""
+
+    runtime: str = "?"
+
+    def __init__(self, path: Path | str, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.threads = threads
+        self._loaded = False
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def load(self) -> Runner:
+        if not self._loaded:
+            self._load()
+            self._loaded = True
+        return self
+
+    def close(self) -> None:
+        if self._loaded:
+            self._close()
+            self._loaded = False
+
+    def __enter__(self) -> Runner:
+        return self.load()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.load()
+        expected = {s.name for s in self.inputs}
+        missing = expected - set(feeds)
+        if missing:
+            raise BadInput(f"Missing input(s) for {self.runtime}: {', '.join(sorted(missing))}.",
+                           f"The model's inputs are: {', '.join(s.name for s in self.inputs)}.")
+        return self._run({k: v for k, v in feeds.items() if k in expected})
+
+    def time_runs(self, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> list[float]:
+        """Seconds per run, after `warmup` untimed runs. Remote runners override this so the
+        timing loop runs next to the model, not across a pipe."""
+        self.load()
+        for _ in range(warmup):
+            self._run(feeds)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self._run(feeds)
+            times.append(time.perf_counter() - start)
+        return times
+
+    # -- to implement ------------------------------------------------------------------------
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        pass

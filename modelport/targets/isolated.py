@@ -1,0 +1,133 @@
+"""Run any runner in a clean child process, behind the same Runner interface.
+
+Why: LiteRT silently uses the Flex delegate in a process that imported TensorFlow, so a .tflite
+with Flex ops would "pass" here and fail on every device. The child imports only the runner's
+own runtime. Messages are pickles framed by length on the child's stdin and a private fd; both
+ends are this package, so nothing untrusted is unpickled.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelportError
+from .base import Runner
+
+
+def _send(stream, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("<Q", len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _recv(stream) -> Any:
+    header = stream.read(8)
+    if len(header) < 8:
+        raise EOFError
+    (size,) = struct.unpack("<Q", header)
+    return pickle.loads(stream.read(size))
+
+
+def load_runner_class(import_string: str) -> type[Runner]:
+    module, _, name = import_string.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class IsolatedRunner(Runner):
+    """Proxy to `runner_class` living in a child Python process."""
+
+    def __init__(self, runner: str, path: Path | str, threads: int | None = None) -> None:
+        super().__init__(path, threads)
+        self._runner_import = runner
+        self.runtime = runner.rsplit(":", 1)[-1]
+
+    def _call(self, command: str, *args: Any) -> Any:
+        try:
+            _send(self._proc.stdin, (command, args))
+            status, value = _recv(self._proc.stdout)
+        except (EOFError, BrokenPipeError):
+            self._proc.wait()
+            self._log.seek(0)
+            tail = self._log.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+            raise ModelportError(
+                f"The {self.runtime} process died (exit {self._proc.returncode}) while running "
+                f"'{self.path.name}': {' '.join(tail) or 'no message'}",
+                "The runtime crashed on this model; run with --verbose for its log.") from None
+        if status == "error":
+            raise value
+        return value
+
+    def _load(self) -> None:
+        self._log = tempfile.TemporaryFile()
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "modelport.targets.isolated"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env)
+        self.inputs, self.outputs = self._call("load", self._runner_import, str(self.path), self.threads)
+
+    def _run(self, feeds):
+        return self._call("run", feeds)
+
+    def time_runs(self, feeds, runs: int, warmup: int) -> list[float]:
+        self.load()
+        return self._call("time", feeds, runs, warmup)
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call another method of the remote runner (e.g. `quantization`)."""
+        self.load()
+        return self._call("call", method, *args)
+
+    def _close(self) -> None:
+        try:
+            _send(self._proc.stdin, ("exit", ()))
+            self._proc.stdin.close()
+            self._proc.wait(timeout=10)
+        except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
+            self._proc.kill()
+        self._log.close()
+
+
+def _serve() -> None:
+    # Keep a private copy of stdout for messages; anything a library prints goes to stderr.
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    requests = sys.stdin.buffer
+    runner: Runner | None = None
+    while True:
+        try:
+            command, args = _recv(requests)
+        except EOFError:
+            break
+        if command == "exit":
+            break
+        try:
+            if command == "load":
+                runner = load_runner_class(args[0])(args[1], threads=args[2]).load()
+                result: Any = (runner.inputs, runner.outputs)
+            elif command == "run":
+                result = runner.run(args[0])
+            elif command == "time":
+                result = runner.time_runs(*args)
+            else:
+                result = getattr(runner, args[0])(*args[1:])
+            _send(channel, ("ok", result))
+        except Exception as exc:  # noqa: BLE001 - every error goes back to the parent to raise
+            if not isinstance(exc, ModelportError):
+                exc = ModelportError(f"{type(exc).__name__}: {exc}")
+            _send(channel, ("error", exc))
+    if runner is not None:
+        runner.close()
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,129 @@
+"""TFLite / LiteRT target: run on the LiteRT interpreter (ai-edge-litert), or tflite_runtime
+where only that is installed, as on many edge boards.
+
+The interpreter must run in a process that has not imported TensorFlow: there it would pick up
+the Flex delegate and run models no device can (see `isolated.py`).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import BackendMissing, BadInput
+from ..spec import TensorSpec
+from .base import Runner, TargetSpec, Tolerance
+
+SPEC = TargetSpec(
+    name="tflite", format="tflite", suffix=".tflite", extra="tflite",
+    runner="modelport.targets.tflite:LiteRTRunner", isolate=True,
+    tolerances={"none": Tolerance(1e-4, 1e-3), "fp16": Tolerance(1e-2, 1e-2),
+                "dynamic": Tolerance(5e-2, 5e-2, 0.99), "int8": Tolerance(1e-1, 1e-1, 0.98)},
+)
+
+
+def interpreter_class() -> type:
+    for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
+        try:
+            return importlib.import_module(module).Interpreter
+        except ImportError:
+            continue
+    raise BackendMissing("No TFLite interpreter is installed (ai-edge-litert or tflite_runtime).",
+                         "Install it with: pip install 'modelport[tflite]'")
+
+
+def _np_dtype_name(dtype) -> str:
+    import numpy as np
+
+    return np.dtype(dtype).name
+
+
+class LiteRTRunner(Runner):
+    runtime = "litert"
+
+    def _load(self) -> None:
+        interpreter = interpreter_class()
+        try:
+            self._interp = interpreter(model_path=str(self.path), num_threads=self.threads or None)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            message = str(exc).strip().splitlines()
+            first = next((ln for ln in message if "Flex" in ln or "Select TensorFlow" in ln), message[0] if message else "")
+            raise BadInput(f"The LiteRT interpreter cannot load '{self.path.name}': {first}",
+                           "A model with Flex (Select TF) ops needs the Flex delegate, which devices rarely have.") from None
+        signatures = self._interp.get_signature_list()
+        self._signature = next(iter(signatures), None) if len(signatures) == 1 else None
+        details_in = self._interp.get_input_details()
+        details_out = self._interp.get_output_details()
+        if self._signature:
+            runner = self._interp.get_signature_runner(self._signature)
+            self._runner = runner
+            d_in, d_out = runner.get_input_details(), runner.get_output_details()
+            self._in_details = dict(d_in)
+            self._out_details = dict(d_out)
+            in_names, out_names = list(signatures[self._signature]["inputs"]), list(signatures[self._signature]["outputs"])
+        else:
+            self._in_details = {d["name"]: d for d in details_in}
+            self._out_details = {d["name"]: d for d in details_out}
+            in_names, out_names = list(self._in_details), list(self._out_details)
+        self.inputs = [self._spec(n, self._in_details[n]) for n in in_names]
+        self.outputs = [self._spec(n, self._out_details[n]) for n in out_names]
+
+    @staticmethod
+    def _spec(name: str, detail: dict) -> TensorSpec:
+        sig = detail.get("shape_signature", detail["shape"])
+        shape = tuple(int(d) if d >= 0 else "?" for d in sig)
+        return TensorSpec(name, shape, _np_dtype_name(detail["dtype"]))
+
+    def quantization(self) -> dict[str, dict]:
+        """Scale and zero point of each quantized input and output."""
+        self.load()
+        found = {}
+        for name, detail in {**self._in_details, **self._out_details}.items():
+            scale, zero = detail.get("quantization", (0.0, 0))
+            if scale:
+                found[name] = {"scale": float(scale), "zero_point": int(zero)}
+        return found
+
+    def _quantize(self, name: str, value):
+        import numpy as np
+
+        detail = self._in_details[name]
+        scale, zero = detail.get("quantization", (0.0, 0))
+        dtype = np.dtype(detail["dtype"])
+        if scale and np.issubdtype(value.dtype, np.floating) and np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            return np.clip(np.round(value / scale + zero), info.min, info.max).astype(dtype)
+        return value.astype(dtype, copy=False)
+
+    def _dequantize(self, name: str, value):
+        import numpy as np
+
+        scale, zero = self._out_details[name].get("quantization", (0.0, 0))
+        if scale and np.issubdtype(value.dtype, np.integer):
+            return (value.astype(np.float32) - zero) * np.float32(scale)
+        return value
+
+    def _run(self, feeds):
+        feeds = {name: self._quantize(name, value) for name, value in feeds.items()}
+        if self._signature:
+            out = self._runner(**feeds)
+        else:
+            interp = self._interp
+            current = {d["index"]: tuple(d["shape"]) for d in interp.get_input_details()}
+            resized = False
+            for name, value in feeds.items():
+                index = self._in_details[name]["index"]
+                if current[index] != value.shape:
+                    interp.resize_tensor_input(index, value.shape, strict=False)
+                    resized = True
+            if resized:
+                interp.allocate_tensors()
+            for name, value in feeds.items():
+                interp.set_tensor(self._in_details[name]["index"], value)
+            interp.invoke()
+            out = {name: interp.get_tensor(d["index"]) for name, d in self._out_details.items()}
+        return {name: self._dequantize(name, value.copy()) for name, value in out.items()}
+
+    def _close(self) -> None:
+        self._runner = None
+        self._interp = None

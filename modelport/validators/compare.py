@@ -1,0 +1,94 @@
+"""Comparison metrics per output, and the pass/fail decision against a tolerance."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..targets.base import Tolerance
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass
+class OutputComparison:
+    name: str
+    max_abs_diff: float
+    max_rel_diff: float
+    mean_abs_diff: float
+    cosine: float
+    passed: bool
+    worst_sample: int = 0
+    shape_reference: tuple[int, ...] = ()
+    shape_candidate: tuple[int, ...] = ()
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        def finite(x: float) -> float | None:  # JSON has no Infinity: a shape mismatch reads as null
+            return x if math.isfinite(x) else None
+
+        return {"name": self.name, "max_abs_diff": finite(self.max_abs_diff),
+                "max_rel_diff": finite(self.max_rel_diff), "mean_abs_diff": finite(self.mean_abs_diff),
+                "cosine": self.cosine, "passed": self.passed,
+                "worst_sample": self.worst_sample, "reason": self.reason or None}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    import numpy as np
+
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0.0 and nb == 0.0:
+        return 1.0
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def compare_output(name: str, references: list[np.ndarray], candidates: list[np.ndarray],
+                   tolerance: Tolerance) -> OutputComparison:
+    """Compare one output over all samples; the result holds the worst sample's numbers."""
+    import numpy as np
+
+    result = OutputComparison(name, 0.0, 0.0, 0.0, 1.0, True)
+    abs_sum, count = 0.0, 0
+    for index, (ref, cand) in enumerate(zip(references, candidates)):
+        ref = np.asarray(ref)
+        cand = np.asarray(cand)
+        if ref.shape != cand.shape:
+            return OutputComparison(name, float("inf"), float("inf"), float("inf"), 0.0, False, index,
+                                    ref.shape, cand.shape,
+                                    f"shape {tuple(cand.shape)} differs from the reference's {tuple(ref.shape)}")
+        r = ref.astype(np.float64).ravel()
+        c = cand.astype(np.float64).ravel()
+        if r.size == 0:
+            continue
+        if not (np.isfinite(r).all() and np.isfinite(c).all()):
+            same_nonfinite = np.array_equal(np.isnan(r), np.isnan(c)) and np.array_equal(r[np.isinf(r)], c[np.isinf(c)])
+            if not same_nonfinite:
+                return OutputComparison(name, float("inf"), float("inf"), float("inf"), 0.0, False, index,
+                                        ref.shape, cand.shape, "NaN or Inf where the reference has none")
+            finite = np.isfinite(r)
+            r, c = r[finite], c[finite]
+        diff = np.abs(r - c)
+        max_abs = float(diff.max()) if diff.size else 0.0
+        max_rel = float((diff / np.maximum(np.abs(r), 1e-12)).max()) if diff.size else 0.0
+        cos = _cosine(r, c)
+        abs_sum += float(diff.sum())
+        count += diff.size
+        within = bool(np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(r)))
+        ok = within and cos >= tolerance.min_cosine
+        if max_abs > result.max_abs_diff or (not ok and result.passed):
+            result.worst_sample = index
+        result.max_abs_diff = max(result.max_abs_diff, max_abs)
+        result.max_rel_diff = max(result.max_rel_diff, max_rel)
+        result.cosine = min(result.cosine, cos)
+        result.passed = result.passed and ok
+        result.shape_reference, result.shape_candidate = tuple(ref.shape), tuple(cand.shape)
+    result.mean_abs_diff = abs_sum / count if count else 0.0
+    if not result.passed:
+        result.reason = (f"max abs diff {result.max_abs_diff:.3g} > atol {tolerance.atol:g} + rtol {tolerance.rtol:g}"
+                         if result.cosine >= tolerance.min_cosine else
+                         f"cosine {result.cosine:.6f} < {tolerance.min_cosine}")
+    return result

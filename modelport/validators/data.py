@@ -1,0 +1,86 @@
+"""Sample inputs: seeded from specs, or the user's own `.npz`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import BadInput
+from ..spec import InputRange, TensorSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_BATCH_NAMES = {"batch", "batch_size", "n", "b", "bs", "n_batch"}
+_SYMBOLIC_DEFAULT = 8
+
+
+def concrete_shape(spec: TensorSpec) -> tuple[int, ...]:
+    """A symbolic batch dim becomes 1; another named dim becomes a small length."""
+    if spec.shape is None:
+        raise BadInput(f"Input '{spec.name}' has unknown rank.", f"Pass --input {spec.name}:1x3x224x224 (its shape).")
+    return tuple(d if isinstance(d, int) and d >= 0 else
+                 (1 if i == 0 or str(d).lower() in _BATCH_NAMES else _SYMBOLIC_DEFAULT)
+                 for i, d in enumerate(spec.shape))
+
+
+def make_feeds(specs: list[TensorSpec], seed: int = 0, sample: int = 0,
+               ranges: dict[str, InputRange] | None = None) -> dict[str, np.ndarray]:
+    """Seeded inputs; the same (seed, sample) always gives the same arrays."""
+    import numpy as np
+
+    ranges = ranges or {}
+    rng = np.random.default_rng([seed, sample])
+    feeds = {}
+    for spec in specs:
+        shape = concrete_shape(spec)
+        dtype = np.dtype("float32" if spec.dtype == "bfloat16" else spec.dtype)
+        limit = ranges.get(spec.name)
+        if dtype == np.bool_:
+            value = rng.integers(0, 2, shape).astype(bool)
+        elif np.issubdtype(dtype, np.integer):
+            # Integer inputs are usually ids or masks: stay in a small safe range unless told.
+            low, high = (int(limit.low), int(limit.high)) if limit else (0, 2 if "mask" in spec.name.lower() else 10)
+            value = rng.integers(low, high, shape).astype(dtype)
+        else:
+            low, high = (limit.low, limit.high) if limit else (-1.0, 1.0)
+            value = rng.uniform(low, high, shape).astype(dtype)
+        feeds[spec.name] = value
+    return feeds
+
+
+def load_npz(path: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]:
+    """Samples from an .npz: arrays named like the inputs; a leading axis of length N over the
+    spec's rank gives N samples."""
+    import numpy as np
+
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"Cannot read --inputs '{path}': {exc}.", "Pass an .npz written by numpy.savez.") from None
+    names = [s.name for s in specs]
+    keys = list(data.keys())
+    if set(names) <= set(keys):
+        arrays = {n: data[n] for n in names}
+    elif len(keys) == len(names) and all(k.startswith("arr_") for k in keys):
+        arrays = dict(zip(names, (data[k] for k in keys)))
+    else:
+        raise BadInput(f"--inputs '{path}' has arrays {', '.join(keys)}; the model's inputs are {', '.join(names)}.",
+                       "Save the arrays under the input names: np.savez(f, **{name: array}).")
+    samples: list[dict[str, np.ndarray]] = []
+    for spec in specs:
+        value = arrays[spec.name]
+        rank = len(spec.shape) if spec.shape is not None else value.ndim
+        stack = [value] if value.ndim == rank else list(value) if value.ndim == rank + 1 else None
+        if stack is None:
+            raise BadInput(f"--inputs array '{spec.name}' has shape {value.shape}; the input has rank {rank}.",
+                           f"Give shape {spec.cli_form().split(':')[1]} or N x that shape.")
+        for i, item in enumerate(stack):
+            if len(samples) <= i:
+                samples.append({})
+            samples[i][spec.name] = item.astype(spec.dtype if spec.dtype != "bfloat16" else "float32", copy=False)
+    count = {len(s) for s in samples}
+    if count != {len(specs)}:
+        raise BadInput(f"--inputs '{path}' gives different numbers of samples per input.",
+                       "Give every input the same leading sample axis.")
+    return samples
