@@ -8,8 +8,10 @@ permutation of every input and output in the artifact's I/O mapping).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from .._lazy import captured_output, require
@@ -66,15 +68,15 @@ def _link(source: TensorSpec, produced: TensorSpec, kept: bool) -> tuple[TensorL
     return TensorLink(produced.name, source.name, perm), len(fitting) > 1
 
 
-def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext) -> Path:
-    """Run onnx2tf once per ONNX file and run; return its output folder."""
-    key = f"onnx2tf:{onnx_artifact.path}:{ctx.keep_layout}"
+def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str, ...] = ()) -> Path:
+    """Run onnx2tf once per ONNX file, layout and op replacement; return its output folder."""
+    key = f"onnx2tf:{onnx_artifact.path}:{ctx.keep_layout}:{','.join(pseudo_ops)}"
     if key in ctx.cache:
         return ctx.cache[key]
     np = require("numpy")
     onnx2tf = require("onnx2tf", purpose="to convert ONNX to TFLite and SavedModel")
     impl = require("onnx2tf.onnx2tf")
-    work = Path(ctx.scratch or onnx_artifact.path.parent) / "onnx2tf"
+    work = Path(ctx.scratch or onnx_artifact.path.parent) / f"onnx2tf-{len(ctx.cache)}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     model_copy = work / "model.onnx"  # onnx2tf overwrites the file it is given
@@ -86,6 +88,11 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext) -> Path:
         return rng.uniform(0.0, 1.0, (20, 128, 128, 3)).astype(np.float32)
 
     keep = [s.name for s in onnx_artifact.inputs if len(s.shape or ()) in (3, 4, 5)] if ctx.keep_layout else None
+    # (its Python API wants the pseudo op names lower-case, as its CLI makes them)
+    # onnx2tf runs the `onnxsim` command; find it beside this Python even when the venv is not active.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     original = impl.download_test_image_data
     impl.download_test_image_data = sample_images
     try:
@@ -93,7 +100,8 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext) -> Path:
             try:
                 onnx2tf.convert(input_onnx_file_path=str(model_copy), output_folder_path=str(out),
                                 non_verbose=not ctx.verbose, copy_onnx_input_output_names_to_tflite=True,
-                                output_signaturedefs=True, keep_ncw_or_nchw_or_ncdhw_input_names=keep)
+                                output_signaturedefs=True, keep_ncw_or_nchw_or_ncdhw_input_names=keep,
+                                replace_to_pseudo_operators=[p.lower() for p in pseudo_ops] or None)
                 error = None
             except BaseException as exc:  # onnx2tf calls sys.exit on some failures
                 if isinstance(exc, KeyboardInterrupt):
@@ -103,33 +111,75 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext) -> Path:
         impl.download_test_image_data = original
     tflites = sorted(out.glob("*_float32.tflite")) if out.exists() else []
     if error is not None or not tflites:
-        raise ConversionFailed(f"onnx2tf failed: {_reason(error, log.getvalue())}.",
+        raise ConversionFailed(f"onnx2tf failed: {_reason(error, log.getvalue(), model_copy)}.",
                                "Run with --verbose for onnx2tf's log; --simplify or another --opset may help.")
     ctx.cache[key] = out
     return out
 
 
-def _reason(error: BaseException | None, log: str) -> str:
-    text = f"{error}\n{log}" if error else log
-    clean = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    op = re.search(r"(?:OP is not yet implemented|not supported)[^\n]*?([A-Z]\w+)", clean)
-    for line in clean.splitlines():
-        if re.search(r"ERROR|Error:|error:", line) and "onnx_op_type" not in line:
-            found = line.strip()
-            break
-    else:
-        found = str(error).strip() if error and str(error).strip() else "no output was written"
-    op_type = re.search(r"onnx_op_type:\s*(\w+)", clean)
-    if op_type:
-        return f"{found} (at ONNX op {op_type.group(1)})"
-    return found[:300] if not op else found[:300]
+def _reason(error: BaseException | None, log: str, onnx_path: Path) -> str:
+    """One line from onnx2tf's log: the ONNX op it failed on and the exception it raised."""
+    clean = re.sub(r"\x1b\[[0-9;]*m", "", log)
+    exceptions = re.findall(r"^(\w+(?:Error|Exception)): (.*)$", clean, flags=re.MULTILINE)
+    what = f"{exceptions[-1][0]}: {exceptions[-1][1][:160]}" if exceptions else (
+        f"{type(error).__name__}: {error}"[:200] if error else "it wrote no TFLite file")
+    node = re.search(r"onnx_op_name:\s*(\S+)", clean)
+    if node:
+        op_type = "?"
+        try:
+            import onnx
+
+            graph = onnx.load(str(onnx_path), load_external_data=False).graph
+            op_type = next((n.op_type for n in graph.node if n.name == node.group(1)), "?")
+        except Exception:  # the op name alone still helps
+            pass
+        return f"the ONNX op {op_type} (node '{node.group(1)}') could not be converted: {what}"
+    return what
+
+
+# ONNX op type -> onnx2tf's name for its builtin-ops-only ("pseudo") replacement.
+PSEUDO_OPS = {"Asin": "Asin", "Acos": "Acos", "Atan": "Atan", "Abs": "Abs", "PRelu": "PReLU",
+              "LeakyRelu": "LeakyReLU", "Pow": "Power", "GatherND": "GatherND", "Neg": "Neg",
+              "HardSwish": "HardSwish", "Erf": "Erf", "Gelu": "GeLU", "MatMulInteger": "MatMulInteger"}
+
+
+def flex_ops(tflite: Path) -> list[str]:
+    """TF Select ("Flex") ops named in a .tflite: the plain LiteRT interpreter cannot run them."""
+    return sorted({m.decode() for m in re.findall(rb"Flex[A-Z][A-Za-z0-9]+", tflite.read_bytes())})
+
+
+def _pseudo_candidates(onnx_path: Path) -> tuple[str, ...]:
+    import onnx
+
+    types = {n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    return tuple(sorted(PSEUDO_OPS[t] for t in types if t in PSEUDO_OPS))
+
+
+def tflite_without_flex(onnx_artifact: Artifact, ctx: EdgeContext, precision: str) -> tuple[Path, list[str]]:
+    """Convert; where onnx2tf emitted Flex ops, convert again replacing the ops it can with
+    builtin-only equivalents. A model that still needs Flex is a conversion failure."""
+    pattern = "*_float16.tflite" if precision == "fp16" else "*_float32.tflite"
+    tflite = sorted(run_onnx2tf(onnx_artifact, ctx).glob(pattern))[0]
+    workarounds: list[str] = []
+    flex = flex_ops(tflite)
+    if flex:
+        pseudo = _pseudo_candidates(onnx_artifact.path)
+        if pseudo:
+            tflite = sorted(run_onnx2tf(onnx_artifact, ctx, pseudo).glob(pattern))[0]
+            workarounds.append(f"replaced {', '.join(pseudo)} with builtin-op equivalents (Flex ops {', '.join(flex)})")
+            flex = flex_ops(tflite)
+    if flex:
+        raise ConversionFailed(
+            f"The TFLite model needs TF Select (Flex) ops {', '.join(flex)}, which the LiteRT interpreter "
+            "cannot run without the Flex delegate.",
+            "Replace those operations in the model, or deploy with the Flex delegate.")
+    return tflite, workarounds
 
 
 def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     from ..targets.tflite import LiteRTRunner
 
-    out = run_onnx2tf(onnx_artifact, ctx)
-    tflite = sorted(out.glob("*_float16.tflite" if ctx.quantize == "fp16" else "*_float32.tflite"))[0]
+    tflite, workarounds = tflite_without_flex(onnx_artifact, ctx, ctx.quantize)
     target = workdir / "model.tflite"
     shutil.copyfile(tflite, target)
     # Reading specs only (no invoke) is safe in this process; running happens isolated.
@@ -142,7 +192,7 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
     return Artifact(path=target, format=Format.TFLITE, inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"),
                     layout=layout, quantization=ctx.quantize if ctx.quantize == "fp16" else "none",
-                    extra={"converter": "onnx2tf"})
+                    extra={"converter": "onnx2tf", "workarounds": workarounds})
 
 
 def map_io(onnx_artifact: Artifact, produced_in: list[TensorSpec], produced_out: list[TensorSpec],
