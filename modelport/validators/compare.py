@@ -38,12 +38,14 @@ class OutputComparison:
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     import numpy as np
 
+    if np.array_equal(a, b):  # exact, where rounding would give 0.9999999999999998
+        return 1.0
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     if na == 0.0 and nb == 0.0:
         return 1.0
     if na == 0.0 or nb == 0.0:
         return 0.0
-    return float(np.dot(a, b) / (na * nb))
+    return max(-1.0, min(1.0, float(np.dot(a, b) / (na * nb))))
 
 
 def compare_output(name: str, references: list[np.ndarray], candidates: list[np.ndarray],

@@ -1,0 +1,39 @@
+# One-word entries: `make demo` (install + convert the bundled example), `make test` (the suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.modelport-installed
+
+.PHONY: install demo test bench fixtures clean
+
+install: $(STAMP)
+
+# The tested stack of shared/STACK.md, pinned by constraints.txt. Two pip calls: tensorflowjs and
+# onnx2torch declare requirements that cannot resolve beside onnx2tf 1.29 (see STACK.md), so they
+# are installed without their dependencies; modelport stubs the parts they would need.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" 
+	$(BIN)/python -m pip install -c constraints.txt torch==2.13.0 onnx2tf==1.29.24 tf2onnx==1.17.0 \
+		jax==0.6.2 jaxlib==0.6.2 tensorflow-hub==0.16.1 importlib_resources "setuptools<81" onnxscript \
+		click rich "pytest<9"
+	$(BIN)/python -m pip install -c constraints.txt --no-deps tensorflowjs==4.22.0 onnx2torch==1.5.15
+	$(BIN)/python -m pip install -c constraints.txt --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/modelport convert examples/tiny_classifier.pt2 --to onnx,tflite -o modelport-out/demo \
+		--report modelport-out/demo/report.json
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/convert_overhead.py
+
+fixtures: install
+	$(BIN)/python fixtures/make_fixtures.py
+
+clean:
+	rm -rf $(VENV) modelport-out fixtures/out .pytest_cache

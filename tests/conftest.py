@@ -1,0 +1,63 @@
+"""Test-wide setup: no network for the whole session (subprocesses included), fixture models
+built by fixtures/make_fixtures.py, and a helper that runs the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GUARD_DIR = ROOT / "tests" / "_netguard"
+sys.path.insert(0, str(GUARD_DIR))
+sys.path.insert(0, str(ROOT / "fixtures"))
+
+import netguard  # noqa: E402
+
+HEAVY = ("torch", "tensorflow", "onnx2tf", "jax", "onnxruntime", "tf2onnx", "keras", "onnx")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    netguard.install()
+
+
+@pytest.fixture(autouse=True)
+def no_network(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Any attempt to reach the network, here or in a subprocess, fails the test that made it."""
+    log = tmp_path_factory.mktemp("net") / "attempts.log"
+    monkeypatch.setenv("MODELPORT_TEST_NET_LOG", str(log))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(GUARD_DIR), os.environ.get("PYTHONPATH", "")]))
+    yield
+    if log.exists() and log.read_text().strip():
+        pytest.fail(f"network access was attempted:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import make_fixtures
+
+    return make_fixtures.build(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def entry_file() -> Path:
+    return ROOT / "fixtures" / "models" / "tiny_cnn.py"
+
+
+def run_cli(*args: str, cwd: Path | None = None, python_prelude: str = "",
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `modelport ARGS` as a user would, in a fresh process; returns the completed process."""
+    code = f"{python_prelude}\nimport sys\nfrom modelport.cli import main\nsys.argv = ['modelport', *sys.argv[1:]]\nmain()"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one line an error exit prints; asserts there is no traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1, f"expected one 'Error:' line, got:\n{result.stderr}"
+    return lines[0]
