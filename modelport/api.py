@@ -194,7 +194,6 @@ def _convert_one(name, model, src_node, out_dir, options, ctx, produced, progres
             _notify(progress, "start", f"{edge.src} -> {edge.dst} ({edge.name})")
             workdir = Path(ctx.scratch) / "-".join(key)
             workdir.mkdir(parents=True, exist_ok=True)
-            step_start = time.perf_counter()
             with captured_output(options.verbose):  # backends print at import time, before edges can
                 artifact = edge.load()(artifact, workdir, ctx)
             if artifact.format.value == "onnx":
@@ -202,7 +201,7 @@ def _convert_one(name, model, src_node, out_dir, options, ctx, produced, progres
 
                 check_model(artifact.path)
             produced[key] = artifact
-            _notify(progress, "done", f"{edge.src} -> {edge.dst} in {time.perf_counter() - step_start:.1f}s")
+            _notify(progress, "done", f"{edge.src} -> {edge.dst} ({edge.name})")
         if not edges:  # the source already is the target's format: the artifact is a copy of it
             artifact = artifact.with_(path_taken=(src_node,))
         final = out_dir / f"model{spec.suffix}" if spec.suffix else out_dir / name

@@ -71,9 +71,8 @@ class Progress:
         else:
             elapsed = time.perf_counter() - self._started
             self._stop()
-            if elapsed >= 1.0 or self.console.is_terminal:
-                self.console.print(f"[dim]{message}[/dim] ({elapsed:.1f}s)" if "s" not in message[-6:]
-                                   else f"[dim]{message}[/dim]", highlight=False)
+            if elapsed >= 1.0:
+                self.console.print(f"[dim]{message}: {elapsed:.1f}s[/dim]", highlight=False)
 
     def _stop(self) -> None:
         if self._status is not None:
