@@ -166,7 +166,8 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
     with tempfile.TemporaryDirectory(prefix="modelport-") as scratch_root:
         scratch = Path(scratch_root)
         ctx = EdgeContext(opset=options.opset, verbose=options.verbose, seed=options.seed,
-                          keep_layout=options.keep_layout, quantize=options.quantize, scratch=scratch)
+                          keep_layout=options.keep_layout, quantize=options.quantize, scratch=scratch,
+                          signature=options.signature)
         produced: dict[tuple[str, ...], Artifact] = {(): model.artifact()}
         for name in targets:
             result.targets.append(_convert_one(name, model, src_node, out_dir, options, ctx, produced, progress))

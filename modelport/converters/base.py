@@ -14,6 +14,7 @@ class EdgeContext:
     seed: int = 0
     keep_layout: bool = False
     quantize: str = "none"
+    signature: str | None = None
     # Results shared between edges of one run (e.g. one onnx2tf run serves tflite and savedmodel).
     cache: dict[str, Any] = field(default_factory=dict)
     scratch: Path | None = None

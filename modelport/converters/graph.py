@@ -36,6 +36,7 @@ class Edge:
 
 EDGES: tuple[Edge, ...] = (
     Edge("torch2onnx", "torch", "onnx", "modelport.converters.torch2onnx:convert", "torch"),
+    Edge("savedmodel2onnx", "savedmodel", "onnx", "modelport.converters.savedmodel2onnx:convert", "tf"),
     Edge("onnx2tf", "onnx", "tflite", "modelport.converters.onnx2tf:to_tflite", "tf"),
 )
 

@@ -70,7 +70,7 @@ def _link(source: TensorSpec, produced: TensorSpec, kept: bool) -> tuple[TensorL
 
 def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str, ...] = ()) -> Path:
     """Run onnx2tf once per ONNX file, layout and op replacement; return its output folder."""
-    key = f"onnx2tf:{onnx_artifact.path}:{ctx.keep_layout}:{','.join(pseudo_ops)}"
+    key = f"onnx2tf:{onnx_artifact.path}:{ctx.keep_layout}:{onnx_artifact.layout}:{','.join(pseudo_ops)}"
     if key in ctx.cache:
         return ctx.cache[key]
     np = require("numpy")
@@ -87,7 +87,10 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
     def sample_images():  # stands in for onnx2tf's download of sample images
         return rng.uniform(0.0, 1.0, (20, 128, 128, 3)).astype(np.float32)
 
-    keep = [s.name for s in onnx_artifact.inputs if len(s.shape or ()) in (3, 4, 5)] if ctx.keep_layout else None
+    spatial = [s.name for s in onnx_artifact.inputs if len(s.shape or ()) in (3, 4, 5)]
+    # An ONNX file from TensorFlow is already channel-last: onnx2tf must not transpose it again.
+    keep_nhwc = spatial if onnx_artifact.layout == "nhwc" else None
+    keep_nchw = spatial if ctx.keep_layout and not keep_nhwc else None
     # (its Python API wants the pseudo op names lower-case, as its CLI makes them)
     # onnx2tf runs the `onnxsim` command; find it beside this Python even when the venv is not active.
     bin_dir = str(Path(sys.executable).parent)
@@ -100,7 +103,8 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
             try:
                 onnx2tf.convert(input_onnx_file_path=str(model_copy), output_folder_path=str(out),
                                 non_verbose=not ctx.verbose, copy_onnx_input_output_names_to_tflite=True,
-                                output_signaturedefs=True, keep_ncw_or_nchw_or_ncdhw_input_names=keep,
+                                output_signaturedefs=True, keep_ncw_or_nchw_or_ncdhw_input_names=keep_nchw or None,
+                                keep_nwc_or_nhwc_or_ndhwc_input_names=keep_nhwc or None,
                                 replace_to_pseudo_operators=[p.lower() for p in pseudo_ops] or None)
                 error = None
             except BaseException as exc:  # onnx2tf calls sys.exit on some failures
@@ -185,10 +189,11 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
     # Reading specs only (no invoke) is safe in this process; running happens isolated.
     with LiteRTRunner(target) as runner:
         produced_in, produced_out = runner.inputs, runner.outputs
-    io, ambiguous = map_io(onnx_artifact, produced_in, produced_out, ctx.keep_layout)
+    channel_last_source = onnx_artifact.layout == "nhwc"
+    io, ambiguous = map_io(onnx_artifact, produced_in, produced_out, ctx.keep_layout or channel_last_source)
     if ambiguous:
         io = _probe_outputs(onnx_artifact, target, io, ambiguous, ctx)
-    layout = "nchw" if ctx.keep_layout or not any(link.perm for link in io.inputs) else "nhwc"
+    layout = "nhwc" if channel_last_source or any(link.perm for link in io.inputs) else "nchw"
     return Artifact(path=target, format=Format.TFLITE, inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"),
                     layout=layout, quantization=ctx.quantize if ctx.quantize == "fp16" else "none",

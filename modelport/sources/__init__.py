@@ -18,6 +18,7 @@ LOADERS: dict[Format, str] = {
     Format.TORCH_EXPORT: "modelport.sources.torch:load",
     Format.TORCH_PICKLE: "modelport.sources.torch:load",
     Format.ONNX: "modelport.sources.onnx:load",
+    Format.SAVEDMODEL: "modelport.sources.tensorflow:load",
 }
 
 ENTRY_LOADERS: dict[str, str] = {
@@ -28,6 +29,7 @@ ENTRY_LOADERS: dict[str, str] = {
 FRAMEWORK_FORMATS: dict[str, tuple[Format, ...]] = {
     "torch": (Format.TORCHSCRIPT, Format.TORCH_EXPORT, Format.TORCH_PICKLE),
     "onnx": (Format.ONNX,),
+    "tensorflow": (Format.SAVEDMODEL,),
 }
 
 
