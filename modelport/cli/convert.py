@@ -19,7 +19,7 @@ from ._common import Progress, handle_errors, parse_many, positive
               help="Input shape, e.g. x:1x3x224x224 or ids:batchx128:int64 (a named dim stays dynamic).")
 @click.option("--input-range", "input_ranges", multiple=True, metavar="NAME:LOW:HIGH",
               help="Value range of seeded sample data for an input, e.g. input_ids:0:30522.")
-@click.option("--framework", type=click.Choice(["torch", "onnx"]), default=None,
+@click.option("--framework", type=click.Choice(["torch", "tensorflow", "keras", "jax", "onnx", "tflite"]), default=None,
               help="Read SOURCE as this framework instead of detecting it from its content.")
 @click.option("--opset", type=int, default=None, help="ONNX opset to export [default: 17].")
 @click.option("--validate/--no-validate", default=True, show_default=True,
