@@ -13,6 +13,7 @@ from typing import Callable
 from ._lazy import captured_output
 from .artifact import Artifact, dump_json, sha256_of, size_of, write_sidecar
 from .converters import graph
+from .describe import describe_loaded
 from .converters.base import EdgeContext
 from .errors import BackendMissing, BadInput, ModelportError
 from .sources import LoadOptions, load_source
@@ -142,13 +143,6 @@ def _write_atomic(text: str, final: Path) -> None:
         raise
 
 
-def describe_source(model, source: str) -> dict:
-    path = Path(source.rpartition(":")[0]) if model.format.value == "torch" else Path(source)
-    return {"path": source, "format": model.format.value, "framework": model.framework,
-            "sha256": sha256_of(path) if path.exists() else None,
-            "inputs": [s.to_json() for s in model.inputs], "outputs": [s.to_json() for s in model.outputs]}
-
-
 def convert(source: str, options: ConvertOptions, progress: Progress | None = None) -> ConvertResult:
     """Convert SOURCE to each target, validate each on its own runtime, and return the results."""
     targets = list(options.targets)
@@ -160,7 +154,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                                             signature=options.signature, verbose=options.verbose),
                         framework=options.framework)
     _notify(progress, "done", f"Loaded {model.format.value} model")
-    result = ConvertResult(source=describe_source(model, source))
+    result = ConvertResult(source=describe_loaded(model, source))
     out_dir = options.output_dir or default_output_dir(source)
     src_node = graph.NODE_OF_FORMAT[model.format]
     with tempfile.TemporaryDirectory(prefix="modelport-") as scratch_root:
@@ -168,7 +162,12 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         ctx = EdgeContext(opset=options.opset, verbose=options.verbose, seed=options.seed,
                           keep_layout=options.keep_layout, quantize=options.quantize, scratch=scratch,
                           signature=options.signature)
-        produced: dict[tuple[str, ...], Artifact] = {(): model.artifact()}
+        origin = model.artifact()
+        if model.format.value == "onnx" and options.opset:
+            from .converters.onnx_opset import convert_opset
+
+            origin = convert_opset(origin, options.opset, scratch)
+        produced: dict[tuple[str, ...], Artifact] = {(): origin}
         for name in targets:
             result.targets.append(_convert_one(name, model, src_node, out_dir, options, ctx, produced, progress))
         if options.validate:

@@ -11,6 +11,7 @@ from .. import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("modelport.cli.convert:convert", "Convert a model to one or more targets and validate each."),
+    "inspect": ("modelport.cli.inspect:inspect", "Show a model's format, inputs, outputs, parameters and ops."),
 }
 
 
@@ -40,3 +41,7 @@ def main() -> None:
     Example:
       modelport convert model.pt2 --to onnx,tflite
     """
+    # Before anything can import TensorFlow: keep its C++ logs and CUDA probing quiet.
+    from .._lazy import quiet_env
+
+    quiet_env()

@@ -21,7 +21,8 @@ from ._common import Progress, handle_errors, parse_many, positive
               help="Value range of seeded sample data for an input, e.g. input_ids:0:30522.")
 @click.option("--framework", type=click.Choice(["torch", "tensorflow", "keras", "jax", "onnx", "tflite"]), default=None,
               help="Read SOURCE as this framework instead of detecting it from its content.")
-@click.option("--opset", type=int, default=None, help="ONNX opset to export [default: 17].")
+@click.option("--signature", default=None, help="SavedModel signature to convert [default: serving_default].")
+@click.option("--opset", type=int, default=None, help="ONNX opset to export [default: 17]; converts ONNX sources.")
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Run source and result on the same inputs and compare.")
 @click.option("--inputs", "sample_inputs", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
@@ -38,7 +39,7 @@ from ._common import Progress, handle_errors, parse_many, positive
 @click.option("-v", "--verbose", is_flag=True, help="Show converter logs and tracebacks.")
 @handle_errors
 def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], input_ranges: tuple[str, ...],
-            framework: str | None, opset: int | None, validate: bool, sample_inputs: Path | None, samples: int,
+            framework: str | None, signature: str | None, opset: int | None, validate: bool, sample_inputs: Path | None, samples: int,
             atol: float | None, rtol: float | None, seed: int, trust_remote_code: bool, threads: int,
             report: Path | None, verbose: bool) -> None:
     """Convert SOURCE to each target and validate each result on its own runtime.
@@ -58,7 +59,7 @@ def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], 
 
     options = api.ConvertOptions(
         targets=tuple(parse_targets(to)), output_dir=output, inputs=parse_many(parse_input, inputs),
-        input_ranges=parse_many(parse_input_range, input_ranges), framework=framework, opset=opset,
+        input_ranges=parse_many(parse_input_range, input_ranges), framework=framework, signature=signature, opset=opset,
         validate=validate, sample_inputs=sample_inputs, samples=positive("--samples", samples), atol=atol,
         rtol=rtol, seed=seed, trust_remote_code=trust_remote_code, verbose=verbose,
         threads=positive("--threads", threads))

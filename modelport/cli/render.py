@@ -47,3 +47,35 @@ def convert_table(result: ConvertResult) -> None:
     for item in result.targets:
         if item.error:
             console.print(f"[{_STYLE[item.status]}]{item.target}:[/] {item.error}", highlight=False)
+
+
+def inspect_tables(described: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    quant = described.get("quantization") or {}
+    console.print(f"[bold]{described['path']}[/]  {described['format']} ({described['framework']})"
+                  f"  {human_size(described.get('size_bytes'))}", highlight=False)
+    facts = [("parameters", f"{described['parameters']:,}" if described.get("parameters") is not None else "-")]
+    for key in ("opset", "signature", "keras", "producer", "tfjs_format"):
+        if described.get(key):
+            value = described[key]
+            facts.append((key, ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)))
+    for key, value in facts:
+        console.print(f"  {key}: {value}", highlight=False)
+    for title, rows in (("inputs", described["inputs"]), ("outputs", described["outputs"])):
+        table = Table(title=title, title_justify="left")
+        for column in ("name", "shape", "dtype", "quantization"):
+            table.add_column(column)
+        for row in rows:
+            q = quant.get(row["name"])
+            shape = "x".join(str(d) for d in row["shape"]) if row["shape"] is not None else "?"
+            table.add_row(row["name"], shape, row["dtype"],
+                          f"scale {q['scale']:.6g}, zero point {q['zero_point']}" if q else "-")
+        console.print(table)
+    ops = described.get("ops") or {}
+    if ops:
+        shown = ", ".join(f"{op} x{count}" for op, count in list(ops.items())[:30])
+        more = f" (+{len(ops) - 30} more)" if len(ops) > 30 else ""
+        console.print(f"ops ({sum(ops.values())}): {shown}{more}", highlight=False)

@@ -68,9 +68,12 @@ def _link(source: TensorSpec, produced: TensorSpec, kept: bool) -> tuple[TensorL
     return TensorLink(produced.name, source.name, perm), len(fitting) > 1
 
 
-def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str, ...] = ()) -> Path:
-    """Run onnx2tf once per ONNX file, layout and op replacement; return its output folder."""
-    key = f"onnx2tf:{onnx_artifact.path}:{ctx.keep_layout}:{onnx_artifact.layout}:{','.join(pseudo_ops)}"
+def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str, ...] = (),
+                static: bool = False) -> Path:
+    """Run onnx2tf once per ONNX file, layout, op replacement and shape fixing; return its output folder."""
+    key = f"onnx2tf:{onnx_artifact.path}:{ctx.keep_layout}:{onnx_artifact.layout}:{','.join(pseudo_ops)}:{static}"
+    if key + ":failed" in ctx.cache:
+        raise ctx.cache[key + ":failed"]
     if key in ctx.cache:
         return ctx.cache[key]
     np = require("numpy")
@@ -105,7 +108,8 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
                                 non_verbose=not ctx.verbose, copy_onnx_input_output_names_to_tflite=True,
                                 output_signaturedefs=True, keep_ncw_or_nchw_or_ncdhw_input_names=keep_nchw or None,
                                 keep_nwc_or_nhwc_or_ndhwc_input_names=keep_nhwc or None,
-                                replace_to_pseudo_operators=[p.lower() for p in pseudo_ops] or None)
+                                replace_to_pseudo_operators=[p.lower() for p in pseudo_ops] or None,
+                                overwrite_input_shape=static_shapes(onnx_artifact) if static else None)
                 error = None
             except BaseException as exc:  # onnx2tf calls sys.exit on some failures
                 if isinstance(exc, KeyboardInterrupt):
@@ -115,8 +119,10 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
         impl.download_test_image_data = original
     tflites = sorted(out.glob("*_float32.tflite")) if out.exists() else []
     if error is not None or not tflites:
-        raise ConversionFailed(f"onnx2tf failed: {_reason(error, log.getvalue(), model_copy)}.",
-                               "Run with --verbose for onnx2tf's log; --simplify or another --opset may help.")
+        failure = ConversionFailed(f"onnx2tf failed: {_reason(error, log.getvalue(), model_copy)}.",
+                                   "Run with --verbose for onnx2tf's log; another --opset may help.")
+        ctx.cache[key + ":failed"] = failure
+        raise failure
     ctx.cache[key] = out
     return out
 
@@ -159,17 +165,43 @@ def _pseudo_candidates(onnx_path: Path) -> tuple[str, ...]:
     return tuple(sorted(PSEUDO_OPS[t] for t in types if t in PSEUDO_OPS))
 
 
-def tflite_without_flex(onnx_artifact: Artifact, ctx: EdgeContext, precision: str) -> tuple[Path, list[str]]:
-    """Convert; where onnx2tf emitted Flex ops, convert again replacing the ops it can with
-    builtin-only equivalents. A model that still needs Flex is a conversion failure."""
-    pattern = "*_float16.tflite" if precision == "fp16" else "*_float32.tflite"
-    tflite = sorted(run_onnx2tf(onnx_artifact, ctx).glob(pattern))[0]
+def static_shapes(onnx_artifact: Artifact) -> list[str]:
+    """onnx2tf's `overwrite_input_shape` entries fixing every dynamic dim to its sample size."""
+    from ..validators.data import concrete_shape
+
+    return [f"{s.name}:{','.join(str(d) for d in concrete_shape(s))}" for s in onnx_artifact.inputs]
+
+
+def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext) -> tuple[Path, list[str]]:
+    """onnx2tf with the retries that get real models through, each recorded as a workaround:
+    dynamic input dims fixed to the sample shape when the dynamic graph fails (onnx2tf's own
+    advice), and builtin-op replacements where it emitted Flex ops. A model that still needs Flex
+    is a conversion failure: no device without the Flex delegate could run it."""
     workarounds: list[str] = []
+    static = False
+    try:
+        out = run_onnx2tf(onnx_artifact, ctx)
+    except ConversionFailed:
+        if all(s.is_static for s in onnx_artifact.inputs):
+            raise
+        static = True
+        out = run_onnx2tf(onnx_artifact, ctx, static=True)
+        workarounds.append(f"fixed dynamic input shapes ({'; '.join(static_shapes(onnx_artifact))}): "
+                           "onnx2tf failed on the dynamic graph")
+    return out, workarounds if not static else workarounds + ["static"]
+
+
+def tflite_without_flex(onnx_artifact: Artifact, ctx: EdgeContext, precision: str) -> tuple[Path, list[str]]:
+    pattern = "*_float16.tflite" if precision == "fp16" else "*_float32.tflite"
+    out, workarounds = convert_with_fallbacks(onnx_artifact, ctx)
+    static = "static" in workarounds
+    workarounds = [w for w in workarounds if w != "static"]
+    tflite = sorted(out.glob(pattern))[0]
     flex = flex_ops(tflite)
     if flex:
         pseudo = _pseudo_candidates(onnx_artifact.path)
         if pseudo:
-            tflite = sorted(run_onnx2tf(onnx_artifact, ctx, pseudo).glob(pattern))[0]
+            tflite = sorted(run_onnx2tf(onnx_artifact, ctx, pseudo, static=static).glob(pattern))[0]
             workarounds.append(f"replaced {', '.join(pseudo)} with builtin-op equivalents (Flex ops {', '.join(flex)})")
             flex = flex_ops(tflite)
     if flex:

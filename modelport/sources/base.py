@@ -18,6 +18,7 @@ class LoadOptions:
     trust_remote_code: bool = False
     signature: str | None = None
     verbose: bool = False
+    describe_only: bool = False              # inspect: unknown shapes are shown, not an error
 
 
 class SourceModel(Runner):
@@ -31,6 +32,10 @@ class SourceModel(Runner):
         self.handle = handle
         self.display = display or str(path)
         self.details: dict[str, Any] = {}
+
+    def summary(self) -> dict[str, Any]:
+        """What `inspect` shows beyond I/O: parameter count and ops (with counts) where known."""
+        return {"parameters": None, "ops": {}}
 
     def artifact(self) -> Artifact:
         return Artifact(path=self.path, format=self.format, inputs=tuple(self.inputs),

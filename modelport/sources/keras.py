@@ -7,7 +7,9 @@ Custom classes cannot be rebuilt from a file at all: the user's own code must bu
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -68,6 +70,18 @@ def check_config_safety(path: Path, config: dict, trust: bool) -> None:
                            "(--trust-remote-code does not supply missing code).")
 
 
+@contextlib.contextmanager
+def _as_keras_suffix(path: Path) -> Iterator[Path]:
+    """Keras picks its reader by extension; we detected the format by content, so lend it the name."""
+    if path.suffix == ".keras":
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="modelport-keras-") as folder:
+        named = Path(folder) / "model.keras"
+        named.symlink_to(path.resolve())
+        yield named
+
+
 def _keras_flavour(model: Any) -> str:
     return "tf_keras" if any(k.__module__.startswith("tf_keras") for k in type(model).__mro__) else "keras"
 
@@ -101,8 +115,13 @@ class KerasModel(SourceModel):
             values = [result]
         return {s.name: np.asarray(v) for s, v in zip(self.outputs, values)}
 
-    def parameter_count(self) -> int:
-        return int(self.handle.count_params())
+    def summary(self) -> dict:
+        counts: dict[str, int] = {}
+        for layer in getattr(self.handle, "layers", []):
+            name = type(layer).__name__
+            counts[name] = counts.get(name, 0) + 1
+        return {"parameters": int(self.handle.count_params()), "keras": self.flavour,
+                "ops": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
 def describe(model: KerasModel, options: LoadOptions) -> KerasModel:
@@ -136,7 +155,9 @@ def load(path: Path, fmt: Format, options: LoadOptions) -> KerasModel:
         try:
             if fmt == Format.KERAS:
                 keras = require("keras", purpose="to read .keras models")
-                handle = keras.saving.load_model(str(path), compile=False, safe_mode=not options.trust_remote_code)
+                with _as_keras_suffix(path) as named:
+                    handle = keras.saving.load_model(str(named), compile=False,
+                                                     safe_mode=not options.trust_remote_code)
             else:
                 tf_keras = require("tf_keras", "tf", purpose="to read legacy .h5 models")
                 handle = tf_keras.models.load_model(str(path), compile=False)

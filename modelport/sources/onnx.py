@@ -26,6 +26,11 @@ class OnnxModel(SourceModel):
     def _close(self) -> None:
         self._runner.close()
 
+    def summary(self) -> dict:
+        return {"parameters": parameter_count(self.handle), "ops": op_counts(self.handle),
+                "opset": self.details.get("opset"), "ir_version": self.details.get("ir_version"),
+                "producer": self.details.get("producer")}
+
 
 def load(path: Path, fmt: Format, options: LoadOptions) -> OnnxModel:
     from .._lazy import require
@@ -36,9 +41,30 @@ def load(path: Path, fmt: Format, options: LoadOptions) -> OnnxModel:
     except Exception as exc:  # DecodeError and friends
         raise BadInput(f"'{path}' is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}.",
                        "The file is probably truncated or corrupt; export it again.") from None
-    model = OnnxModel(path, handle=None)
+    try:
+        onnx.checker.check_model(str(path), full_check=True)  # by path: external data and >2 GB work
+    except Exception as exc:  # ValidationError, InferenceError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"'{path}' is not a valid ONNX model: {first[:300]}",
+                       "Export it again; onnx.checker must accept it.") from None
+    model = OnnxModel(path, handle=proto)
     model.load()
     model.inputs = merge_specs(model._runner.inputs, list(options.inputs))
     model.details["opset"] = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
     model.details["ir_version"] = proto.ir_version
+    model.details["producer"] = f"{proto.producer_name} {proto.producer_version}".strip()
     return model
+
+
+def op_counts(proto) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in proto.graph.node:
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def parameter_count(proto) -> int:
+    import numpy as np
+
+    return int(sum(np.prod(t.dims) if t.dims else 1 for t in proto.graph.initializer))

@@ -46,6 +46,19 @@ class SavedModel(SourceModel):
     def _load(self) -> None:
         pass  # loaded by `load`
 
+    def summary(self) -> dict:
+        counts: dict[str, int] = {}
+        graph = self.handle.graph.as_graph_def()
+        nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+        for node in nodes:
+            if node.op not in ("Placeholder", "Const", "NoOp", "Identity", "StatefulPartitionedCall",
+                               "PartitionedCall", "ReadVariableOp"):
+                counts[node.op] = counts.get(node.op, 0) + 1
+        parameters = sum(int(v.shape.num_elements() or 0) for v in self.handle.variables)
+        return {"parameters": parameters, "signature": self.details.get("signature"),
+                "signatures": self.details.get("signatures"),
+                "ops": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}
+
     def _run(self, feeds):
         tf = require("tensorflow")
         result = self.handle(**{name: tf.constant(value) for name, value in feeds.items()})

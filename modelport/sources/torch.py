@@ -128,12 +128,29 @@ class TorchModel(SourceModel):
         module = self.callable_module()
         return sum(p.numel() for p in module.parameters()) if hasattr(module, "parameters") else 0
 
+    def summary(self) -> dict:
+        counts: dict[str, int] = {}
+        if self.format == Format.TORCH_EXPORT:
+            ops = [str(n.target) for n in self.handle.graph.nodes if n.op == "call_function"]
+        elif self.format == Format.TORCHSCRIPT:
+            ops = [n.kind() for n in self.handle.inlined_graph.nodes() if n.kind().startswith("aten::")]
+        else:
+            ops = []
+        for op in ops:
+            counts[op] = counts.get(op, 0) + 1
+        return {"parameters": self.parameter_count(),
+                "ops": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}
+
 
 def _finish(model: TorchModel, specs: list[TensorSpec] | None, what: str, options: LoadOptions) -> TorchModel:
     from ..validators.data import make_feeds
 
     module = model.callable_module()
     specs = merge_specs(specs, list(options.inputs))
+    if options.describe_only and (not specs or any(s.shape is None for s in specs)):
+        model.inputs = specs or [TensorSpec(n, None) for n in _forward_arg_names(module)]
+        model._loaded = True
+        return model
     if not specs:
         raise _need_input_error(what, module, _forward_arg_names(module))
     incomplete = [s for s in specs if s.shape is None]

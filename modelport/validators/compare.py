@@ -24,6 +24,7 @@ class OutputComparison:
     shape_reference: tuple[int, ...] = ()
     shape_candidate: tuple[int, ...] = ()
     reason: str = ""
+    within_tolerance: bool = True
 
     def to_json(self) -> dict:
         def finite(x: float) -> float | None:  # JSON has no Infinity: a shape mismatch reads as null
@@ -81,6 +82,7 @@ def compare_output(name: str, references: list[np.ndarray], candidates: list[np.
         count += diff.size
         within = bool(np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(r)))
         ok = within and cos >= tolerance.min_cosine
+        result.within_tolerance = result.within_tolerance and within
         if max_abs > result.max_abs_diff or (not ok and result.passed):
             result.worst_sample = index
         result.max_abs_diff = max(result.max_abs_diff, max_abs)
@@ -90,7 +92,6 @@ def compare_output(name: str, references: list[np.ndarray], candidates: list[np.
         result.shape_reference, result.shape_candidate = tuple(ref.shape), tuple(cand.shape)
     result.mean_abs_diff = abs_sum / count if count else 0.0
     if not result.passed:
-        result.reason = (f"max abs diff {result.max_abs_diff:.3g} > atol {tolerance.atol:g} + rtol {tolerance.rtol:g}"
-                         if result.cosine >= tolerance.min_cosine else
-                         f"cosine {result.cosine:.6f} < {tolerance.min_cosine}")
+        result.reason = (f"cosine {result.cosine:.6f} < {tolerance.min_cosine}" if result.within_tolerance else
+                         f"max abs diff {result.max_abs_diff:.3g} > atol {tolerance.atol:g} + rtol {tolerance.rtol:g}")
     return result
