@@ -89,3 +89,13 @@ def captured_output(verbose: bool) -> Iterator[io.StringIO]:
             os.close(saved[1])
             sink.seek(0)
             buffer.write(sink.read().decode("utf-8", "replace"))
+
+
+def require_installed(module: str, extra: str | None = None, purpose: str = "") -> None:
+    """Check that `module` is installed without importing it (for packages used in a child process)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        why = f" (needed {purpose})" if purpose else ""
+        raise BackendMissing(f"The Python package '{module}' is not installed{why}.",
+                             f"Install it with: pip install 'modelport[{extra or EXTRA_FOR_MODULE.get(module, 'all')}]'")

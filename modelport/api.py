@@ -147,7 +147,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
     """Convert SOURCE to each target, validate each on its own runtime, and return the results."""
     targets = list(options.targets)
     for name in targets:
-        if name not in graph.TARGETS:
+        if name not in graph.TARGETS and name != "all":
             raise BadInput(f"Unknown target '{name}'.", f"Targets: {', '.join(graph.TARGETS)}, or all.")
     _notify(progress, "start", f"Loading {source}")
     model = load_source(source, LoadOptions(inputs=options.inputs, trust_remote_code=options.trust_remote_code,
@@ -157,6 +157,8 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
     result = ConvertResult(source=describe_loaded(model, source))
     out_dir = options.output_dir or default_output_dir(source)
     src_node = graph.NODE_OF_FORMAT[model.format]
+    if "all" in targets:
+        targets = graph.reachable(src_node)
     with tempfile.TemporaryDirectory(prefix="modelport-") as scratch_root:
         scratch = Path(scratch_root)
         ctx = EdgeContext(opset=options.opset, verbose=options.verbose, seed=options.seed,

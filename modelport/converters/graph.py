@@ -36,19 +36,32 @@ class Edge:
 
 EDGES: tuple[Edge, ...] = (
     Edge("torch2onnx", "torch", "onnx", "modelport.converters.torch2onnx:convert", "torch"),
+    Edge("keras2savedmodel", "keras", "savedmodel", "modelport.converters.keras2savedmodel:convert", "tf"),
+    Edge("jax2savedmodel", "jax", "savedmodel", "modelport.converters.jax2savedmodel:convert", "jax"),
     Edge("savedmodel2onnx", "savedmodel", "onnx", "modelport.converters.savedmodel2onnx:convert", "tf"),
+    Edge("tflite2onnx", "tflite", "onnx", "modelport.converters.tflite2onnx:convert", "tf"),
     Edge("onnx2tf", "onnx", "tflite", "modelport.converters.onnx2tf:to_tflite", "tf"),
+    Edge("onnx2savedmodel", "onnx", "savedmodel", "modelport.converters.onnx2tf:to_savedmodel", "tf"),
+    Edge("savedmodel2tfjs", "savedmodel", "tfjs", "modelport.converters.savedmodel2tfjs:convert", "tfjs"),
+    Edge("onnx2torchscript", "onnx", "torchscript", "modelport.converters.onnx2torchscript:convert", "torch"),
+    # Direct edges are cheaper than a trip through ONNX, so the planner prefers them.
+    Edge("torch2torchscript", "torch", "torchscript", "modelport.converters.torch2torchscript:convert", "torch",
+         cost=0.5),
 )
 
 TARGETS: dict[str, str] = {
     "onnx": "modelport.targets.onnx:SPEC",
     "tflite": "modelport.targets.tflite:SPEC",
+    "torchscript": "modelport.targets.torchscript:SPEC",
+    "savedmodel": "modelport.targets.savedmodel:SPEC",
+    "tfjs": "modelport.targets.tfjs:SPEC",
 }
 
 NODE_OF_FORMAT: dict[Format, str] = {
     Format.TORCH_MODULE: "torch", Format.TORCHSCRIPT: "torch", Format.TORCH_EXPORT: "torch",
     Format.TORCH_PICKLE: "torch", Format.ONNX: "onnx", Format.TFLITE: "tflite",
     Format.SAVEDMODEL: "savedmodel", Format.KERAS: "keras", Format.KERAS_H5: "keras", Format.TFJS: "tfjs",
+    Format.JAX: "jax",
 }
 
 
@@ -62,7 +75,7 @@ def parse_targets(text: str) -> list[str]:
     if not names:
         raise BadInput("--to is empty.", f"Name one or more of: {', '.join(TARGETS)}, or all.")
     if "all" in names:
-        return list(TARGETS)
+        return ["all"]  # expanded to the targets reachable from the source once it is known
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
         raise BadInput(f"Unknown target '{unknown[0]}'.", f"Targets: {', '.join(TARGETS)}, or all.")
@@ -97,6 +110,18 @@ def _shortest(src: str, dst: str) -> list[Edge]:
                 heapq.heappush(queue, (cost + edge.cost, counter, edge.dst, [*path, edge]))
     raise BadInput(f"No conversion path from {src} to {dst} in this modelport.",
                    f"Known edges: {', '.join(f'{e.src}->{e.dst}' for e in EDGES)}.")
+
+
+def reachable(src: str) -> list[str]:
+    """Targets some path leads to from node `src`, in TARGETS order."""
+    found, frontier = {src}, [src]
+    while frontier:
+        node = frontier.pop()
+        for edge in EDGES:
+            if edge.src == node and edge.dst not in found:
+                found.add(edge.dst)
+                frontier.append(edge.dst)
+    return [t for t in TARGETS if t in found]
 
 
 def explain(src: str, dst: str, via: tuple[str, ...] = ()) -> str:

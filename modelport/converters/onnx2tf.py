@@ -213,6 +213,7 @@ def tflite_without_flex(onnx_artifact: Artifact, ctx: EdgeContext, precision: st
 
 
 def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
+    from ..targets.isolated import IsolatedRunner
     from ..targets.tflite import LiteRTRunner
 
     tflite, workarounds = tflite_without_flex(onnx_artifact, ctx, ctx.quantize)
@@ -221,15 +222,45 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
     # Reading specs only (no invoke) is safe in this process; running happens isolated.
     with LiteRTRunner(target) as runner:
         produced_in, produced_out = runner.inputs, runner.outputs
-    channel_last_source = onnx_artifact.layout == "nhwc"
-    io, ambiguous = map_io(onnx_artifact, produced_in, produced_out, ctx.keep_layout or channel_last_source)
-    if ambiguous:
-        io = _probe_outputs(onnx_artifact, target, io, ambiguous, ctx)
-    layout = "nhwc" if channel_last_source or any(link.perm for link in io.inputs) else "nchw"
+    io, layout = _mapping(onnx_artifact, produced_in, produced_out, ctx,
+                          lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
     return Artifact(path=target, format=Format.TFLITE, inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"),
                     layout=layout, quantization=ctx.quantize if ctx.quantize == "fp16" else "none",
                     extra={"converter": "onnx2tf", "workarounds": workarounds})
+
+
+def to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
+    """The SavedModel onnx2tf writes on its way to TFLite (one onnx2tf run serves both)."""
+    from ..targets.savedmodel import SavedModelRunner
+
+    out, workarounds = convert_with_fallbacks(onnx_artifact, ctx)
+    workarounds = [w for w in workarounds if w != "static"]
+    target = workdir / "saved_model"
+    target.mkdir()
+    for name in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
+        item = out / name
+        if item.is_dir():
+            shutil.copytree(item, target / name)
+        elif item.exists():
+            shutil.copyfile(item, target / name)
+    with SavedModelRunner(target) as runner:
+        produced_in, produced_out = runner.inputs, runner.outputs
+    io, layout = _mapping(onnx_artifact, produced_in, produced_out, ctx, lambda: SavedModelRunner(target))
+    return Artifact(path=target, format=Format.SAVEDMODEL, inputs=tuple(produced_in), outputs=tuple(produced_out),
+                    io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "savedmodel"),
+                    layout=layout, extra={"converter": "onnx2tf", "workarounds": workarounds,
+                                          "signature": "serving_default"})
+
+
+def _mapping(onnx_artifact: Artifact, produced_in, produced_out, ctx: EdgeContext, open_runner):
+    channel_last_source = onnx_artifact.layout == "nhwc"
+    io, ambiguous = map_io(onnx_artifact, produced_in, produced_out, ctx.keep_layout or channel_last_source)
+    if ambiguous:
+        with open_runner() as runner:
+            io = _probe_outputs(onnx_artifact, runner, io, ambiguous, ctx)
+    layout = "nhwc" if channel_last_source or any(link.perm for link in io.inputs) else "nchw"
+    return io, layout
 
 
 def map_io(onnx_artifact: Artifact, produced_in: list[TensorSpec], produced_out: list[TensorSpec],
@@ -246,30 +277,27 @@ def map_io(onnx_artifact: Artifact, produced_in: list[TensorSpec], produced_out:
     return IOMapping(tuple(inputs), tuple(outputs)), ambiguous
 
 
-def _probe_outputs(onnx_artifact: Artifact, tflite: Path, io: IOMapping, ambiguous: list[int],
+def _probe_outputs(onnx_artifact: Artifact, runner, io: IOMapping, ambiguous: list[int],
                    ctx: EdgeContext) -> IOMapping:
     """Where an output's shape fits both layouts (e.g. 1x8x8x8), run both models once and keep
     the permutation whose numbers agree: recorded here once, never guessed by the validator."""
     import numpy as np
 
-    from ..targets.isolated import IsolatedRunner
     from ..targets.onnx import OnnxRuntimeRunner
     from ..validators.data import make_feeds
 
     feeds = make_feeds(list(onnx_artifact.inputs), seed=ctx.seed + 1)
     with OnnxRuntimeRunner(onnx_artifact.path) as ort:
         reference = ort.run(feeds)
-    with IsolatedRunner("modelport.targets.tflite:LiteRTRunner", tflite) as lite:
-        mapped = {link.name: feeds[link.source_name].transpose(link.perm) if link.perm else feeds[link.source_name]
-                  for link in io.inputs}
-        produced = lite.run(mapped)
+    mapped = {link.name: feeds[link.source_name].transpose(link.perm) if link.perm else feeds[link.source_name]
+              for link in io.inputs}
+    produced = runner.run(mapped)
     outputs = list(io.outputs)
     for index in ambiguous:
         link = outputs[index]
         ref = reference[link.source_name]
         value = produced[link.name]
-        rank = ref.ndim
-        best = min([channel_last(rank), None],
+        best = min([channel_last(ref.ndim), None],
                    key=lambda p: float(np.abs((ref.transpose(p) if p else ref) - value).max()))
         outputs[index] = TensorLink(link.name, link.source_name, best)
     return IOMapping(io.inputs, tuple(outputs))

@@ -1,0 +1,136 @@
+"""TF.js target: a graph model (model.json + shards) run by `@tensorflow/tfjs` in Node.
+
+One Node process serves all samples; tensors cross as raw bytes behind a JSON header, never as
+JSON lists of floats. The pure-JS CPU backend needs nothing native (tfjs-node would download a
+library at install).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..errors import BackendMissing, BadInput, ModelportError
+from ..spec import TensorSpec
+from .base import Runner, TargetSpec, Tolerance
+
+SPEC = TargetSpec(
+    name="tfjs", format="tfjs", suffix="", extra="tfjs",
+    runner="modelport.targets.tfjs:TfjsRunner",
+    tolerances={"none": Tolerance(1e-4, 1e-3), "fp16": Tolerance(1e-2, 1e-2)},
+)
+
+RUNNER_DIR = Path(__file__).resolve().parent / "tfjs_runner"
+# TF.js has no 64-bit integers or doubles: they travel as int32 / float32.
+_WIRE = {"float32": "float32", "float64": "float32", "float16": "float32", "int64": "int32", "int32": "int32",
+         "int8": "int32", "uint8": "int32", "int16": "int32", "bool": "bool"}
+
+
+def node_modules_dir() -> Path:
+    return Path(os.environ.get("MODELPORT_TFJS_RUNNER_DIR", RUNNER_DIR))
+
+
+def install_command() -> str:
+    return f"npm ci --prefix {node_modules_dir()}"
+
+
+def check_node() -> tuple[str, Path]:
+    """The node executable and the runner folder, or BackendMissing saying the one command to run."""
+    node = shutil.which("node")
+    if node is None:
+        raise BackendMissing("Node.js is not installed; the TF.js runner needs it.",
+                             f"Install Node.js 18+ (e.g. apt-get install nodejs npm), then run: {install_command()}")
+    folder = node_modules_dir()
+    if not (folder / "node_modules" / "@tensorflow" / "tfjs" / "package.json").is_file():
+        raise BackendMissing("The TF.js runner's npm packages are not installed.", f"Run: {install_command()}")
+    return node, folder
+
+
+def tfjs_version() -> str | None:
+    try:
+        manifest = node_modules_dir() / "node_modules" / "@tensorflow" / "tfjs" / "package.json"
+        return json.loads(manifest.read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+class TfjsRunner(Runner):
+    runtime = "tfjs (node, cpu backend)"
+
+    def _load(self) -> None:
+        import numpy as np  # noqa: F401 - needed by _run; fail early if missing
+
+        node, folder = check_node()
+        model_dir = self.path if self.path.is_dir() else self.path.parent
+        if not (model_dir / "model.json").is_file():
+            raise BadInput(f"'{self.path}' has no model.json.", "Pass a TF.js graph model folder.")
+        self._log = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen([node, str(folder / "runner.js"), str(model_dir)], cwd=folder,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
+        hello = self._read()
+        self.inputs = [TensorSpec(t["name"], tuple(d if d >= 0 else "?" for d in t["shape"]), t["dtype"])
+                       for t in hello["inputs"]]
+        self.outputs = [TensorSpec(t["name"], tuple(d if d >= 0 else "?" for d in t["shape"]), t["dtype"])
+                        for t in hello["outputs"]]
+        self.backend = f"{hello.get('backend')} (tfjs {hello.get('version')})"
+
+    def _read(self) -> dict:
+        import numpy as np
+
+        size = self._proc.stdout.read(4)
+        if len(size) < 4:
+            self._proc.wait()
+            self._log.seek(0)
+            tail = self._log.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+            raise ModelportError(f"The TF.js runner stopped (exit {self._proc.returncode}): {' '.join(tail) or 'no message'}",
+                                 "Run with --verbose; check the model loads in TF.js.")
+        header = json.loads(self._proc.stdout.read(struct.unpack("<I", size)[0]))
+        if not header.get("ok"):
+            raise ModelportError(f"TF.js could not run the model: {header.get('error')}",
+                                 "An op may lack a kernel in the TF.js CPU backend.")
+        if "outputs" in header and header["outputs"] and "nbytes" in header["outputs"][0]:
+            header["arrays"] = {
+                t["name"]: np.frombuffer(self._proc.stdout.read(t["nbytes"]), dtype=t["dtype"] if t["dtype"] != "bool" else np.uint8)
+                .reshape(t["shape"]).astype(bool if t["dtype"] == "bool" else t["dtype"])
+                for t in header["outputs"]}
+        return header
+
+    def _send(self, header: dict, feeds: dict) -> None:
+        import numpy as np
+
+        specs = {s.name: s for s in self.inputs}
+        parts, meta = [], []
+        for name, value in feeds.items():
+            wire = _WIRE.get(str(value.dtype), "float32")
+            array = np.ascontiguousarray(value.astype(np.uint8 if wire == "bool" else wire))
+            if name not in specs:
+                raise BadInput(f"The TF.js model has no input '{name}'.",
+                               f"Its inputs: {', '.join(specs)}.")
+            meta.append({"name": name, "dtype": wire, "shape": list(array.shape), "nbytes": array.nbytes})
+            parts.append(array.tobytes())
+        head = json.dumps({**header, "inputs": meta}).encode()
+        body = b"".join(parts)
+        self._proc.stdin.write(struct.pack("<II", len(head), len(body)) + head + body)
+        self._proc.stdin.flush()
+
+    def _run(self, feeds):
+        self._send({"cmd": "run"}, feeds)
+        return self._read()["arrays"]
+
+    def time_runs(self, feeds, runs: int, warmup: int) -> list[float]:
+        self.load()
+        self._send({"cmd": "time", "runs": runs, "warmup": warmup}, feeds)
+        return list(self._read()["times"])
+
+    def _close(self) -> None:
+        try:
+            self._proc.stdin.close()
+            self._proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self._proc.kill()
+        self._log.close()

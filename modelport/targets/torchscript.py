@@ -1,0 +1,44 @@
+"""TorchScript target: run with torch.jit.load on the CPU."""
+
+from __future__ import annotations
+
+from .._lazy import require
+from ..errors import BadInput
+from ..spec import TensorSpec
+from .base import Runner, TargetSpec, Tolerance
+
+SPEC = TargetSpec(
+    name="torchscript", format="torchscript", suffix=".pt", extra="torch",
+    runner="modelport.targets.torchscript:TorchScriptRunner",
+    tolerances={"none": Tolerance(1e-4, 1e-3)},
+)
+
+
+class TorchScriptRunner(Runner):
+    runtime = "torch.jit"
+
+    def _load(self) -> None:
+        torch = require("torch", purpose="to run TorchScript models")
+        try:
+            self._module = torch.jit.load(str(self.path), map_location="cpu").eval()
+        except RuntimeError as exc:
+            raise BadInput(f"torch.jit.load cannot read '{self.path.name}': {str(exc).splitlines()[0]}",
+                           "The file is not a TorchScript archive or is damaged.") from None
+        names = [a.name for a in self._module.forward.schema.arguments[1:]]
+        # TorchScript records names, not shapes; the artifact's own specs fill those in.
+        self.inputs = [TensorSpec(n, None) for n in names]
+        self.outputs = []
+
+    def _run(self, feeds):
+        torch = require("torch")
+        from ..sources.torch import _flatten_outputs
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        args = [torch.from_numpy(feeds[s.name].copy()) for s in self.inputs]
+        with torch.no_grad():
+            result = self._module(*args)
+        return {name: value.detach().cpu().numpy() for name, value in _flatten_outputs(result)}
+
+    def _close(self) -> None:
+        self._module = None
