@@ -35,6 +35,7 @@ class ConvertOptions:
     opset: int | None = None
     via: tuple[str, ...] = ()
     keep_layout: bool = False
+    simplify: bool = False
     quantize: str = "none"
     validate: bool = True
     sample_inputs: Path | None = None
@@ -90,6 +91,7 @@ class TargetResult:
 class ConvertResult:
     source: dict
     targets: list[TargetResult] = field(default_factory=list)
+    converter_runs: dict[str, int] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -172,12 +174,36 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         produced: dict[tuple[str, ...], Artifact] = {(): origin}
         for name in targets:
             result.targets.append(_convert_one(name, model, src_node, out_dir, options, ctx, produced, progress))
+        result.converter_runs = dict(ctx.runs)
         if options.validate:
             from .validators.validate import validate_targets
 
             validate_targets(model, result.targets, options, progress)
     model.close()
     return result
+
+
+def explain(source: str, options: ConvertOptions) -> dict[str, str]:
+    """The path each target would take, without converting anything."""
+    from .formats import Format, detect
+
+    detected = detect(source)
+    fmt = detected.format
+    if fmt == Format.PYTHON_ENTRY:
+        from .sources.entry import resolve
+
+        _, kind = resolve(source)  # imports the user's module to learn its framework
+        node = {"function": "jax"}.get(kind, kind)
+    else:
+        node = graph.NODE_OF_FORMAT[fmt]
+    targets = graph.reachable(node) if "all" in options.targets else list(options.targets)
+    plans = {}
+    for target in targets:
+        try:
+            plans[target] = graph.explain(node, target, options.via)
+        except BadInput as exc:
+            plans[target] = f"unreachable: {exc.message}"
+    return plans
 
 
 def _convert_one(name, model, src_node, out_dir, options, ctx, produced, progress) -> TargetResult:
@@ -196,6 +222,7 @@ def _convert_one(name, model, src_node, out_dir, options, ctx, produced, progres
             _notify(progress, "start", f"{edge.src} -> {edge.dst} ({edge.name})")
             workdir = Path(ctx.scratch) / "-".join(key)
             workdir.mkdir(parents=True, exist_ok=True)
+            ctx.count(edge.name)
             with captured_output(options.verbose):  # backends print at import time, before edges can
                 artifact = edge.load()(artifact, workdir, ctx)
             if artifact.format.value == "onnx":
@@ -206,6 +233,10 @@ def _convert_one(name, model, src_node, out_dir, options, ctx, produced, progres
             _notify(progress, "done", f"{edge.src} -> {edge.dst} ({edge.name})")
         if not edges:  # the source already is the target's format: the artifact is a copy of it
             artifact = artifact.with_(path_taken=(src_node,))
+        if name == "onnx" and options.simplify:
+            from .converters.onnx_simplify import simplify
+
+            artifact = simplify(artifact, Path(ctx.scratch), options.verbose)
         final = out_dir / f"model{spec.suffix}" if spec.suffix else out_dir / name
         _place(artifact.path, final)
         _write_atomic(dump_json(write_sidecar(artifact, str(model.display))), final.with_name(final.name + ".modelport.json"))

@@ -12,7 +12,7 @@ from ._common import Progress, handle_errors, parse_many, positive
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("source")
 @click.option("--to", "to", required=True, metavar="T[,T...]|all",
-              help="Targets: onnx, tflite (comma-separated), or all.")
+              help="Targets: onnx, tflite, torchscript, savedmodel, tfjs (comma-separated), or all.")
 @click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None,
               help="Output directory [default: ./modelport-out/<source name>/].")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
@@ -23,6 +23,12 @@ from ._common import Progress, handle_errors, parse_many, positive
               help="Read SOURCE as this framework instead of detecting it from its content.")
 @click.option("--signature", default=None, help="SavedModel signature to convert [default: serving_default].")
 @click.option("--opset", type=int, default=None, help="ONNX opset to export [default: 17]; converts ONNX sources.")
+@click.option("--via", default=None, metavar="F[,F...]",
+              help="Force the path through these formats, e.g. --via onnx,savedmodel.")
+@click.option("--explain", is_flag=True, help="Print the conversion path of each target and stop.")
+@click.option("--keep-layout", is_flag=True,
+              help="Keep NCHW inputs on TF targets (onnx2tf transposes to NHWC by default).")
+@click.option("--simplify", is_flag=True, help="Simplify the ONNX target with onnxsim (checked for equivalence).")
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Run source and result on the same inputs and compare.")
 @click.option("--inputs", "sample_inputs", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
@@ -39,7 +45,8 @@ from ._common import Progress, handle_errors, parse_many, positive
 @click.option("-v", "--verbose", is_flag=True, help="Show converter logs and tracebacks.")
 @handle_errors
 def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], input_ranges: tuple[str, ...],
-            framework: str | None, signature: str | None, opset: int | None, validate: bool, sample_inputs: Path | None, samples: int,
+            framework: str | None, signature: str | None, opset: int | None, via: str | None, explain: bool,
+            keep_layout: bool, simplify: bool, validate: bool, sample_inputs: Path | None, samples: int,
             atol: float | None, rtol: float | None, seed: int, trust_remote_code: bool, threads: int,
             report: Path | None, verbose: bool) -> None:
     """Convert SOURCE to each target and validate each result on its own runtime.
@@ -60,9 +67,14 @@ def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], 
     options = api.ConvertOptions(
         targets=tuple(parse_targets(to)), output_dir=output, inputs=parse_many(parse_input, inputs),
         input_ranges=parse_many(parse_input_range, input_ranges), framework=framework, signature=signature, opset=opset,
-        validate=validate, sample_inputs=sample_inputs, samples=positive("--samples", samples), atol=atol,
+        via=tuple(v.strip() for v in via.split(",") if v.strip()) if via else (), keep_layout=keep_layout,
+        simplify=simplify, validate=validate, sample_inputs=sample_inputs, samples=positive("--samples", samples), atol=atol,
         rtol=rtol, seed=seed, trust_remote_code=trust_remote_code, verbose=verbose,
         threads=positive("--threads", threads))
+    if explain:
+        for target, path in api.explain(source, options).items():
+            click.echo(f"{target:12s} {path}")
+        return
     progress = Progress()
     try:
         result = api.convert(source, options, progress)

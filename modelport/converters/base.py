@@ -18,3 +18,8 @@ class EdgeContext:
     # Results shared between edges of one run (e.g. one onnx2tf run serves tflite and savedmodel).
     cache: dict[str, Any] = field(default_factory=dict)
     scratch: Path | None = None
+    # How many times each converter really ran in this run (cached intermediates are not re-made).
+    runs: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str) -> None:
+        self.runs[name] = self.runs.get(name, 0) + 1

@@ -84,6 +84,11 @@ def parse_targets(text: str) -> list[str]:
 
 def plan(src: str, dst: str, via: tuple[str, ...] = ()) -> list[Edge]:
     """The cheapest chain of edges from node `src` to node `dst`, through `via` in order if given."""
+    nodes = {e.src for e in EDGES} | {e.dst for e in EDGES}
+    unknown = [v for v in via if v not in nodes]
+    if unknown:
+        raise BadInput(f"--via names '{unknown[0]}', which is not a format modelport converts through.",
+                       f"Formats: {', '.join(sorted(nodes))}.")
     stops = [src, *via, dst]
     edges: list[Edge] = []
     for start, goal in zip(stops, stops[1:]):

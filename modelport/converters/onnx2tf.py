@@ -99,6 +99,7 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    ctx.count("onnx2tf.convert")
     original = impl.download_test_image_data
     impl.download_test_image_data = sample_images
     try:

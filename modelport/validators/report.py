@@ -56,6 +56,7 @@ def target_json(item: TargetResult) -> dict:
 def report_json(result: ConvertResult, threads: int) -> dict:
     return {"schema": SCHEMA, "modelport_version": _version(), "passed": result.passed,
             "exit_code": result.exit_code, "source": result.source, "environment": environment(threads),
+            "converter_runs": result.converter_runs,
             "targets": [target_json(t) for t in result.targets]}
 
 
