@@ -2,7 +2,8 @@
 
 nn.Modules and TorchScript go through the TorchScript-based exporter at opset 17 (exact, and
 readable by onnx2torch); if it fails, the dynamo exporter is tried. torch.export programs only
-go through the dynamo exporter (the legacy one cannot take them).
+go through the dynamo exporter (the legacy one cannot take them), at opset 18 unless --opset says
+otherwise: its own down-conversion to 17 was seen to write graphs onnx.checker rejects.
 """
 
 from __future__ import annotations
