@@ -17,14 +17,21 @@ class TensorLink:
     """One tensor of an artifact and the source tensor it is.
 
     `perm` is the transpose applied to the source layout: artifact = source.transpose(perm).
+    `scale`/`zero_point` are set where the artifact holds quantized integers for the source's float
+    tensor (an int8 TFLite file as ONNX): artifact = round(source / scale) + zero_point.
     """
 
     name: str          # name in the artifact's runtime
     source_name: str   # name in the source model
     perm: tuple[int, ...] | None = None
+    scale: float | None = None
+    zero_point: int = 0
 
     def to_json(self) -> dict:
-        return {"name": self.name, "source": self.source_name, "perm": list(self.perm) if self.perm else None}
+        data = {"name": self.name, "source": self.source_name, "perm": list(self.perm) if self.perm else None}
+        if self.scale is not None:
+            data.update(scale=self.scale, zero_point=self.zero_point)
+        return data
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,8 @@ class IOMapping:
                     perm = tuple(prev.perm[i] for i in link.perm)
                 else:
                     perm = link.perm or prev.perm
-                out.append(TensorLink(link.name, prev.source_name, perm))
+                quantized = link if link.scale is not None else prev  # elementwise: commutes with perm
+                out.append(TensorLink(link.name, prev.source_name, perm, quantized.scale, quantized.zero_point))
             return tuple(out)
         return IOMapping(chain(self.inputs, nxt.inputs), chain(self.outputs, nxt.outputs))
 

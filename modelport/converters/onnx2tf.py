@@ -238,6 +238,7 @@ def to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> A
     out, workarounds = convert_with_fallbacks(onnx_artifact, ctx)
     workarounds = [w for w in workarounds if w != "static"]
     target = workdir / "saved_model"
+    shutil.rmtree(target, ignore_errors=True)  # a failed earlier attempt may have left it
     target.mkdir()
     for name in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
         item = out / name

@@ -3,6 +3,7 @@ call tf2onnx mutates global TF state, and a child keeps its logs and crashes awa
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -20,7 +21,8 @@ DEFAULT_OPSET = 17
 
 
 def run_tf2onnx(args: list[str], out: Path, ctx: EdgeContext, what: str) -> None:
-    require("tf2onnx", purpose=f"to convert {what} to ONNX")
+    if importlib.util.find_spec("tf2onnx") is None:  # importing it here would load TensorFlow for nothing (~4 s)
+        require("tf2onnx", purpose=f"to convert {what} to ONNX")
     opset = ctx.opset or DEFAULT_OPSET
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": "-1"}
     command = [sys.executable, "-m", "tf2onnx.convert", *args, "--output", str(out), "--opset", str(opset)]

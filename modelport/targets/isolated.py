@@ -73,7 +73,11 @@ class IsolatedRunner(Runner):
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "modelport.targets.isolated"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env)
-        self.inputs, self.outputs = self._call("load", self._runner_import, str(self.path), self.threads)
+        try:
+            self.inputs, self.outputs = self._call("load", self._runner_import, str(self.path), self.threads)
+        except BaseException:
+            self._close()  # a model the runtime refused must not leave its child process waiting
+            raise
 
     def _run(self, feeds):
         return self._call("run", feeds)

@@ -66,7 +66,7 @@ class TfjsRunner(Runner):
         import numpy as np  # noqa: F401 - needed by _run; fail early if missing
 
         node, folder = check_node()
-        model_dir = self.path if self.path.is_dir() else self.path.parent
+        model_dir = (self.path if self.path.is_dir() else self.path.parent).resolve()  # node runs elsewhere
         if not (model_dir / "model.json").is_file():
             raise BadInput(f"'{self.path}' has no model.json.", "Pass a TF.js graph model folder.")
         self._log = tempfile.TemporaryFile()

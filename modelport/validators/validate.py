@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..converters import graph
-from ..errors import ModelportError
+from ..errors import BackendMissing, ModelportError
 from ..targets.base import Tolerance
 from .compare import compare_output
 from .data import load_npz, make_feeds
@@ -30,11 +30,30 @@ def inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(result)
 
 
+def quantize(value: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
+    """Float to the integers a quantized tensor stores (round half to even, as TFLite)."""
+    import numpy as np
+
+    info = np.iinfo(np.dtype(dtype))
+    return np.clip(np.round(value / np.float32(scale)) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize(value: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    import numpy as np
+
+    return (value.astype(np.float32) - zero_point) * np.float32(scale)
+
+
 def to_artifact_feeds(artifact: Artifact, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     mapped = {}
+    dtypes = {s.name: s.dtype for s in artifact.inputs}
     for link in artifact.io.inputs:
         value = feeds[link.source_name]
-        mapped[link.name] = value.transpose(link.perm).copy() if link.perm else value
+        value = value.transpose(link.perm).copy() if link.perm else value
+        dtype = dtypes.get(link.name, "int8")
+        if link.scale is not None and value.dtype.kind == "f" and dtype.startswith(("int", "uint")):
+            value = quantize(value, link.scale, link.zero_point, dtype)
+        mapped[link.name] = value
     return mapped
 
 
@@ -45,6 +64,8 @@ def to_source_outputs(artifact: Artifact, outputs: dict[str, np.ndarray]) -> dic
             raise ModelportError(f"The converted model has no output '{link.name}' (it has: {', '.join(outputs)}).",
                                  "The conversion dropped an output; run with --verbose.")
         value = outputs[link.name]
+        if link.scale is not None and value.dtype.kind in "iu":
+            value = dequantize(value, link.scale, link.zero_point)
         mapped[link.source_name] = value.transpose(inverse(link.perm)) if link.perm else value
     return mapped
 
@@ -84,6 +105,9 @@ def validate_targets(model: Runner, items: list[TargetResult], options: ConvertO
                 produced = [to_source_outputs(artifact, runner.run(to_artifact_feeds(artifact, f))) for f in feeds]
                 item.latency = measure(runner, to_artifact_feeds(artifact, feeds[0]), options.latency_runs,
                                        options.latency_warmup, options.threads)
+        except BackendMissing as exc:  # the runtime is not installed here: say how to install it
+            item.status, item.exit_code, item.error = "error", exc.exit_code, exc.one_line()
+            continue
         except ModelportError as exc:
             item.status, item.exit_code = "error", 3
             item.error = f"The converted model does not run on its runtime: {exc.one_line()}"
