@@ -42,6 +42,9 @@ class ConvertOptions:
     samples: int = 3
     atol: float | None = None
     rtol: float | None = None
+    min_cosine: float | None = None
+    top_k: int | None = None
+    output_tolerances: dict[str, dict] | None = None  # per output name: {"atol": .., "min_cosine": ..}
     seed: int = 0
     trust_remote_code: bool = False
     verbose: bool = False
@@ -181,6 +184,35 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
             validate_targets(model, result.targets, options, progress)
     model.close()
     return result
+
+
+@dataclass(frozen=True)
+class ValidateOptions:
+    inputs: tuple[TensorSpec, ...] = ()
+    input_ranges: tuple[InputRange, ...] = ()
+    maps: tuple[str, ...] = ()               # --map REF=CAND[:PERM]
+    sample_inputs: Path | None = None
+    samples: int = 3
+    seed: int = 0
+    atol: float | None = None
+    rtol: float | None = None
+    min_cosine: float | None = None
+    top_k: int | None = None
+    output_tolerances: dict[str, dict] | None = None
+    latency: bool = False
+    latency_runs: int = 50
+    latency_warmup: int = 5
+    threads: int = 1
+    signature: str | None = None
+    trust_remote_code: bool = False
+    verbose: bool = False
+
+
+def validate(reference: str, candidate: str, options: ValidateOptions, progress: Progress | None = None) -> ConvertResult:
+    """Compare any two models on the same inputs, each on its own runtime."""
+    from .compare_models import validate as run
+
+    return run(reference, candidate, options, progress)
 
 
 def explain(source: str, options: ConvertOptions) -> dict[str, str]:

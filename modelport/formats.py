@@ -22,6 +22,7 @@ class Format(str, enum.Enum):
     KERAS = "keras"
     KERAS_H5 = "h5"
     TFJS = "tfjs"
+    JAX = "jax"                       # a JAX function (params bound) from a Python entry point
     PYTHON_ENTRY = "python-entry"     # file.py:name or package.module:name, resolved when loaded
 
     def __str__(self) -> str:
@@ -33,6 +34,7 @@ FRAMEWORK_OF: dict[Format, str] = {
     Format.TORCH_PICKLE: "torch", Format.ONNX: "onnx", Format.TFLITE: "tflite",
     Format.SAVEDMODEL: "tensorflow", Format.KERAS: "keras", Format.KERAS_H5: "keras",
     Format.TFJS: "tfjs", Format.PYTHON_ENTRY: "python",
+    Format.JAX: "jax",
 }
 
 # --framework NAME -> the formats it may mean

@@ -11,6 +11,7 @@ from .. import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("modelport.cli.convert:convert", "Convert a model to one or more targets and validate each."),
+    "validate": ("modelport.cli.validate:validate", "Compare any two models on the same inputs, each on its runtime."),
     "inspect": ("modelport.cli.inspect:inspect", "Show a model's format, inputs, outputs, parameters and ops."),
 }
 

@@ -91,3 +91,23 @@ def positive(name: str, value: int) -> int:
     if value < 1:
         raise BadInput(f"{name} must be at least 1 (got {value}).", f"Pass {name} 1 or more.")
     return value
+
+
+def write_reports(results: list, threads: int, report=None, junit=None, markdown=None, html=None,
+                  document: dict | None = None) -> None:
+    """Write each requested report (atomically); all formats render the same JSON documents."""
+    if not any((report, junit, markdown, html)):
+        return
+    from ..api import _write_atomic
+    from ..validators.report import dumps, report_json
+
+    documents = [report_json(r, threads) for r in results]
+    if report:
+        _write_atomic(dumps(document if document is not None else documents[0]), report)
+    if junit or markdown or html:
+        from ..validators import report_formats
+
+        for path, render in ((junit, report_formats.junit_xml), (markdown, report_formats.markdown),
+                             (html, report_formats.html)):
+            if path:
+                _write_atomic(render(documents), path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import Progress, handle_errors, parse_many, positive
+from ._common import Progress, handle_errors, parse_many, positive, write_reports
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -42,13 +42,20 @@ from ._common import Progress, handle_errors, parse_many, positive
 @click.option("--threads", type=int, default=1, show_default=True, help="Runtime threads for latency runs.")
 @click.option("--report", "report", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write a JSON report (schema modelport.report/1).")
+@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write a JUnit XML report (one testcase per target and output).")
+@click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write a Markdown report (for a CI job summary).")
+@click.option("--html", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write a self-contained HTML report with charts.")
 @click.option("-v", "--verbose", is_flag=True, help="Show converter logs and tracebacks.")
 @handle_errors
 def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], input_ranges: tuple[str, ...],
             framework: str | None, signature: str | None, opset: int | None, via: str | None, explain: bool,
             keep_layout: bool, simplify: bool, validate: bool, sample_inputs: Path | None, samples: int,
             atol: float | None, rtol: float | None, seed: int, trust_remote_code: bool, threads: int,
-            report: Path | None, verbose: bool) -> None:
+            report: Path | None, junit: Path | None, markdown: Path | None, html: Path | None,
+            verbose: bool) -> None:
     """Convert SOURCE to each target and validate each result on its own runtime.
 
     \b
@@ -61,7 +68,6 @@ def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], 
     from .. import api
     from ..converters.graph import parse_targets
     from ..spec import parse_input, parse_input_range
-    from ..validators.report import dumps, report_json
     from .render import convert_table
 
     options = api.ConvertOptions(
@@ -81,8 +87,7 @@ def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], 
     finally:
         progress.close()
     convert_table(result)
-    if report:
-        api._write_atomic(dumps(report_json(result, options.threads)), report)
+    write_reports([result], options.threads, report=report, junit=junit, markdown=markdown, html=html)
     if result.exit_code:
         failing = [t for t in result.targets if t.exit_code == result.exit_code][0]
         click.echo(f"Error: {failing.target}: {failing.error}", err=True)

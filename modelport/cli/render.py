@@ -20,14 +20,15 @@ def human_size(size: int | None) -> str:
     return "-"
 
 
-def convert_table(result: ConvertResult) -> None:
+def convert_table(result: ConvertResult, title: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     if not console.is_terminal:  # logs and CI: keep rows on one line
         console.width = max(console.width, 160)
-    table = Table(title=f"modelport: {result.source['path']} ({result.source['format']})", title_justify="left")
+    table = Table(title=title or f"modelport: {result.source['path']} ({result.source['format']})",
+                  title_justify="left")
     for column in ("target", "status", "path", "size", "max abs diff", "cosine", "p50 ms", "conversion path", "seconds"):
         table.add_column(column, justify="right" if column in ("size", "max abs diff", "cosine", "p50 ms", "seconds") else "left")
     for item in result.targets:

@@ -19,10 +19,15 @@ LOADERS: dict[Format, str] = {
     Format.TORCH_PICKLE: "modelport.sources.torch:load",
     Format.ONNX: "modelport.sources.onnx:load",
     Format.SAVEDMODEL: "modelport.sources.tensorflow:load",
+    Format.TFLITE: "modelport.sources.tflite:load",
+    Format.KERAS: "modelport.sources.keras:load",
+    Format.KERAS_H5: "modelport.sources.keras:load",
 }
 
 ENTRY_LOADERS: dict[str, str] = {
     "torch": "modelport.sources.torch:load_entry",
+    "function": "modelport.sources.jax:load_entry",  # a plain function: read as JAX
+    "keras": "modelport.sources.keras:load_entry",
 }
 
 # --framework NAME: which formats a file may be read as.
@@ -30,6 +35,9 @@ FRAMEWORK_FORMATS: dict[str, tuple[Format, ...]] = {
     "torch": (Format.TORCHSCRIPT, Format.TORCH_EXPORT, Format.TORCH_PICKLE),
     "onnx": (Format.ONNX,),
     "tensorflow": (Format.SAVEDMODEL,),
+    "tflite": (Format.TFLITE,),
+    "jax": (Format.JAX,),
+    "keras": (Format.KERAS, Format.KERAS_H5),
 }
 
 

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput
+from .._lazy import EXTRA_FOR_MODULE
+from ..errors import BackendMissing, BadInput
 from .base import EntryPoint
 
 
@@ -26,6 +27,33 @@ def _framework_of(obj: Any) -> str | None:
         if module.startswith("tensorflow"):
             return "tensorflow"
     return None
+
+
+def _required_positional(fn: Any) -> list[str] | None:
+    """Names of required positional parameters; None when the callable has no readable signature."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    return [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _is_plain_function(obj: Any) -> bool:
+    """A callable that is not a class nor a known framework's model object: read as a JAX function."""
+    return callable(obj) and not inspect.isclass(obj) and _framework_of(obj) is None
+
+
+def _function_entry(items: tuple, source: str) -> EntryPoint:
+    """`(fn, params)` or `(fn, params, example_inputs)`, where fn(params, *inputs).
+
+    A 2-tuple whose function takes a single input cannot be (fn, params): fn(params) would have no
+    inputs; it is read as (fn, example_inputs) with fn's parameters already bound.
+    """
+    fn, second, *rest = items
+    required = _required_positional(fn)
+    if len(items) == 2 and required is not None and len(required) == 1:
+        return EntryPoint(obj=fn, example_inputs=second, display=source)
+    return EntryPoint(obj=fn, example_inputs=rest[0] if rest else None, display=source, extra={"params": second})
 
 
 def resolve(source: str) -> tuple[EntryPoint, str]:
@@ -50,6 +78,10 @@ def resolve(source: str) -> tuple[EntryPoint, str]:
     except BadInput:
         raise
     except ModuleNotFoundError as exc:
+        backend = (exc.name or "").split(".")[0]
+        if backend in EXTRA_FOR_MODULE:  # the user's code needs a framework this machine lacks
+            raise BackendMissing(f"'{target}' imports {backend}, which is not installed.",
+                                 f"Install it with: pip install 'modelport[{EXTRA_FOR_MODULE[backend]}]'") from None
         raise BadInput(f"Cannot import '{target}': {exc}.",
                        "Check the module path, or pass a file as path/to/file.py:name.") from None
     except SyntaxError as exc:
@@ -64,9 +96,7 @@ def resolve(source: str) -> tuple[EntryPoint, str]:
     obj = getattr(module, attr)
     example = None
     if _framework_of(obj) is None and callable(obj):
-        required = [p for p in inspect.signature(obj).parameters.values()
-                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        if required and not inspect.isclass(obj):
+        if _required_positional(obj) and not inspect.isclass(obj):
             # A plain function with inputs: a JAX-style function, handled by its own source.
             return EntryPoint(obj=obj, display=source), "function"
         try:
@@ -76,12 +106,20 @@ def resolve(source: str) -> tuple[EntryPoint, str]:
                            "The entry point must build the model with no arguments.") from None
     if isinstance(obj, tuple) and len(obj) == 2 and _framework_of(obj[0]):
         obj, example = obj
+    elif isinstance(obj, tuple) and len(obj) in (2, 3) and _is_plain_function(obj[0]):
+        return _function_entry(obj, source), "function"
     if isinstance(obj, dict) and "model" in obj:
+        if "params" in obj and _is_plain_function(obj["model"]):
+            return _function_entry((obj["model"], obj["params"], obj.get("example_inputs")), source), "function"
         obj, example = obj["model"], obj.get("example_inputs")
     framework = _framework_of(obj)
+    if framework is None and _is_plain_function(obj):
+        # A factory returned a function with its parameters closed over or bound (JAX style).
+        return EntryPoint(obj=obj, example_inputs=example, display=source), "function"
     if framework is None:
         raise BadInput(f"'{source}' gave a {type(obj).__name__}, not a model modelport knows.",
-                       "Return a torch.nn.Module (optionally with example inputs), a keras.Model or a tf.Module.")
+                       "Return a torch.nn.Module (optionally with example inputs), a keras.Model, a tf.Module, "
+                       "or a JAX function as (fn, params[, example_inputs]).")
     if example is None:
         example = getattr(obj, "example_inputs", None)
     return EntryPoint(obj=obj, example_inputs=example, display=source), framework

@@ -24,6 +24,7 @@ class Tolerance:
     atol: float
     rtol: float
     min_cosine: float = 0.0
+    top_k: int | None = None   # when set: the reference's top-1 class must be in the candidate's top-k
 
 
 @dataclass(frozen=True)

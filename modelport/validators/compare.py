@@ -25,6 +25,8 @@ class OutputComparison:
     shape_candidate: tuple[int, ...] = ()
     reason: str = ""
     within_tolerance: bool = True
+    topk_agreement: float | None = None  # share of rows whose reference top-1 is in the candidate's top-k
+    top_k: int | None = None
 
     def to_json(self) -> dict:
         def finite(x: float) -> float | None:  # JSON has no Infinity: a shape mismatch reads as null
@@ -32,7 +34,8 @@ class OutputComparison:
 
         return {"name": self.name, "max_abs_diff": finite(self.max_abs_diff),
                 "max_rel_diff": finite(self.max_rel_diff), "mean_abs_diff": finite(self.mean_abs_diff),
-                "cosine": self.cosine, "passed": self.passed,
+                "cosine": self.cosine, "passed": self.passed, "top_k": self.top_k,
+                "topk_agreement": self.topk_agreement,
                 "worst_sample": self.worst_sample, "reason": self.reason or None}
 
 
@@ -91,7 +94,39 @@ def compare_output(name: str, references: list[np.ndarray], candidates: list[np.
         result.passed = result.passed and ok
         result.shape_reference, result.shape_candidate = tuple(ref.shape), tuple(cand.shape)
     result.mean_abs_diff = abs_sum / count if count else 0.0
-    if not result.passed:
+    if not result.passed and not result.reason:
         result.reason = (f"cosine {result.cosine:.6f} < {tolerance.min_cosine}" if result.within_tolerance else
                          f"max abs diff {result.max_abs_diff:.3g} > atol {tolerance.atol:g} + rtol {tolerance.rtol:g}")
+    k = tolerance.top_k or (5 if looks_like_scores(references) else None)
+    if k:
+        result.top_k = k
+        result.topk_agreement = topk_agreement(references, candidates, k)
+        if tolerance.top_k and result.topk_agreement < 1.0:
+            if result.passed:
+                result.reason = (f"top-{k} agreement {result.topk_agreement:.3f}: the reference's top class is not "
+                                 f"in the candidate's top {k} for every row")
+            result.passed = False
     return result
+
+
+def looks_like_scores(references: list[np.ndarray]) -> bool:
+    """Class scores: a float [N, C] (or [C]) output with at least 2 classes."""
+    first = references[0]
+    return first.dtype.kind == "f" and first.ndim in (1, 2) and first.shape[-1] >= 2
+
+
+def topk_agreement(references: list[np.ndarray], candidates: list[np.ndarray], k: int) -> float:
+    import numpy as np
+
+    hits, rows = 0, 0
+    for ref, cand in zip(references, candidates):
+        ref2 = np.asarray(ref).reshape(-1, np.asarray(ref).shape[-1])
+        cand2 = np.asarray(cand).reshape(-1, np.asarray(cand).shape[-1])
+        if ref2.shape != cand2.shape:
+            return 0.0
+        k_eff = min(k, ref2.shape[-1])
+        top1 = ref2.argmax(-1)
+        topk = np.argsort(-cand2, axis=-1)[:, :k_eff]
+        hits += int((topk == top1[:, None]).any(-1).sum())
+        rows += ref2.shape[0]
+    return hits / rows if rows else 1.0

@@ -84,3 +84,45 @@ def load_npz(path: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]
         raise BadInput(f"--inputs '{path}' gives different numbers of samples per input.",
                        "Give every input the same leading sample axis.")
     return samples
+
+
+def load_test_data_sets(folder: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]:
+    """ONNX conformance-style inputs: `test_data_set_N/input_K.pb` (TensorProto) folders, given as
+    one such folder or a folder holding several."""
+    from .._lazy import require
+
+    onnx = require("onnx", purpose="to read test_data_set .pb tensors")
+    from onnx import numpy_helper
+
+    sets = sorted(folder.glob("test_data_set_*")) or [folder]
+    samples = []
+    for data_set in sets:
+        files = sorted(data_set.glob("input_*.pb"), key=lambda p: int(p.stem.split("_")[-1]))
+        if not files:
+            raise BadInput(f"'{data_set}' has no input_N.pb files.",
+                           "Pass an .npz, or a folder of test_data_set_N/input_K.pb tensors.")
+        tensors = []
+        for file in files:
+            proto = onnx.TensorProto()
+            try:
+                proto.ParseFromString(file.read_bytes())
+                tensors.append((proto.name, numpy_helper.to_array(proto)))
+            except Exception as exc:  # DecodeError, bad dims
+                raise BadInput(f"'{file}' is not a TensorProto: {exc}.", "Write it with onnx.numpy_helper.from_array.") from None
+        names = [s.name for s in specs]
+        if all(name in names for name, _ in tensors):
+            sample = {name: value for name, value in tensors}
+        elif len(tensors) == len(specs):
+            sample = {spec.name: value for spec, (_, value) in zip(specs, tensors)}
+        else:
+            raise BadInput(f"'{data_set}' has {len(tensors)} inputs; the model takes {len(specs)} ({', '.join(names)}).",
+                           "Name the tensors after the inputs, or give one file per input in order.")
+        samples.append(sample)
+    return samples
+
+
+def load_samples(path: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]:
+    """User samples: an .npz file, or test_data_set folders."""
+    if path.is_dir():
+        return load_test_data_sets(path, specs)
+    return load_npz(path, specs)
