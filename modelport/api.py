@@ -15,7 +15,7 @@ from .artifact import Artifact, dump_json, sha256_of, size_of, write_sidecar
 from .converters import graph
 from .describe import describe_loaded
 from .converters.base import EdgeContext
-from .errors import BackendMissing, BadInput, ModelportError
+from .errors import BackendMissing, BadInput, ConversionFailed, ModelportError
 from .sources import LoadOptions, load_source
 from .spec import InputRange, TensorSpec
 from .validators.compare import OutputComparison
@@ -238,33 +238,62 @@ def explain(source: str, options: ConvertOptions) -> dict[str, str]:
     return plans
 
 
-def _convert_one(name, model, src_node, out_dir, options, ctx, produced, progress) -> TargetResult:
-    spec = graph.target_spec(name)
-    started = time.perf_counter()
-    item = TargetResult(target=name)
-    try:
-        edges = graph.plan(src_node, name, options.via)
-        item.plan = (src_node, *(e.dst for e in edges))
-        artifact = produced[()]
-        for depth, edge in enumerate(edges):
-            key = tuple(e.name for e in edges[: depth + 1])
-            if key in produced:  # an earlier target already made this intermediate
-                artifact = produced[key]
-                continue
-            _notify(progress, "start", f"{edge.src} -> {edge.dst} ({edge.name})")
-            workdir = Path(ctx.scratch) / "-".join(key)
-            workdir.mkdir(parents=True, exist_ok=True)
-            ctx.count(edge.name)
+def _run_path(edges, src_node, options, ctx, produced, progress) -> Artifact:
+    """Run a chain of edges, reusing intermediates (and failures) an earlier target produced."""
+    artifact = produced[()]
+    for depth, edge in enumerate(edges):
+        key = tuple(e.name for e in edges[: depth + 1])
+        if key in produced:  # an earlier target already made this intermediate, or failed to
+            if isinstance(produced[key], ModelportError):
+                raise produced[key]
+            artifact = produced[key]
+            continue
+        _notify(progress, "start", f"{edge.src} -> {edge.dst} ({edge.name})")
+        workdir = Path(ctx.scratch) / "-".join(key)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ctx.count(edge.name)
+        try:
             with captured_output(options.verbose):  # backends print at import time, before edges can
                 artifact = edge.load()(artifact, workdir, ctx)
             if artifact.format.value == "onnx":
                 from .targets.onnx import check_model
 
                 check_model(artifact.path)
-            produced[key] = artifact
-            _notify(progress, "done", f"{edge.src} -> {edge.dst} ({edge.name})")
-        if not edges:  # the source already is the target's format: the artifact is a copy of it
-            artifact = artifact.with_(path_taken=(src_node,))
+        except ModelportError as exc:
+            produced[key] = exc
+            raise
+        produced[key] = artifact
+        _notify(progress, "done", f"{edge.src} -> {edge.dst} ({edge.name})")
+    if not edges:  # the source already is the target's format: the artifact is a copy of it
+        artifact = artifact.with_(path_taken=(src_node,))
+    return artifact
+
+
+def _convert_one(name, model, src_node, out_dir, options, ctx, produced, progress) -> TargetResult:
+    spec = graph.target_spec(name)
+    started = time.perf_counter()
+    item = TargetResult(target=name)
+    try:
+        # --via forces one path; otherwise the cheapest, then the next ones if a converter fails.
+        paths = [graph.plan(src_node, name, options.via)] if options.via else (
+            graph.alternatives(src_node, name) or [graph.plan(src_node, name)])
+        failures: list[ConversionFailed] = []
+        for edges in paths:
+            item.plan = (src_node, *(e.dst for e in edges))
+            try:
+                artifact = _run_path(edges, src_node, options, ctx, produced, progress)
+                break
+            except ConversionFailed as exc:
+                failures.append(exc)
+        else:
+            first = failures[0]
+            others = list(dict.fromkeys(f.message for f in failures[1:] if f.message != first.message))
+            if others:
+                tried = "; ".join(others)
+                raise ConversionFailed(f"{first.message} (other paths failed too: {tried})", first.hint)
+            raise first
+        if failures:
+            artifact = artifact.with_(extra={**artifact.extra, "fallback_from": [f.message for f in failures]})
         if name == "onnx" and options.simplify:
             from .converters.onnx_simplify import simplify
 

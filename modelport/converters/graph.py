@@ -42,6 +42,7 @@ EDGES: tuple[Edge, ...] = (
     Edge("tflite2onnx", "tflite", "onnx", "modelport.converters.tflite2onnx:convert", "tf"),
     Edge("onnx2tf", "onnx", "tflite", "modelport.converters.onnx2tf:to_tflite", "tf"),
     Edge("onnx2savedmodel", "onnx", "savedmodel", "modelport.converters.onnx2tf:to_savedmodel", "tf"),
+    Edge("savedmodel2tflite", "savedmodel", "tflite", "modelport.converters.savedmodel2tflite:convert", "tf"),
     Edge("savedmodel2tfjs", "savedmodel", "tfjs", "modelport.converters.savedmodel2tfjs:convert", "tfjs"),
     Edge("onnx2torchscript", "onnx", "torchscript", "modelport.converters.onnx2torchscript:convert", "torch"),
     # Direct edges are cheaper than a trip through ONNX, so the planner prefers them.
@@ -94,6 +95,26 @@ def plan(src: str, dst: str, via: tuple[str, ...] = ()) -> list[Edge]:
     for start, goal in zip(stops, stops[1:]):
         edges.extend(_shortest(start, goal))
     return edges
+
+
+def alternatives(src: str, dst: str, limit: int = 3, max_edges: int = 5) -> list[list[Edge]]:
+    """Up to `limit` loop-free paths from `src` to `dst`, cheapest first: what `convert` falls back
+    to when a converter on the cheapest path fails."""
+    found: list[tuple[float, list[Edge]]] = []
+
+    def walk(node: str, path: list[Edge], seen: set[str]) -> None:
+        if node == dst:
+            found.append((sum(e.cost for e in path), list(path)))
+            return
+        if len(path) >= max_edges:
+            return
+        for edge in EDGES:
+            if edge.src == node and edge.dst not in seen:
+                walk(edge.dst, [*path, edge], seen | {edge.dst})
+
+    walk(src, [], {src})
+    found.sort(key=lambda item: (item[0], len(item[1])))
+    return [path for _, path in found[:limit]]
 
 
 def _shortest(src: str, dst: str) -> list[Edge]:

@@ -134,6 +134,7 @@ EDGE_TESTS = {
     "torch2torchscript": "tests/e2e/test_all_targets.py::test_torchscript_from_torchscript_and_entry",
     "jax2savedmodel": "tests/e2e/test_jax_source.py",
     "tflite2onnx": "tests/e2e/test_tflite_source.py",
+    "savedmodel2tflite": "tests/e2e/test_keras_savedmodel.py::test_keras_archive_to_onnx_and_tflite",
 }
 
 

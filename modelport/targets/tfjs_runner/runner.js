@@ -47,7 +47,7 @@ function describe(model) {
   const side = (entries, fallback) => {
     if (entries && Object.keys(entries).length) {
       return Object.entries(entries).map(([key, v]) => ({
-        name: key,
+        name: key.replace(/:0$/, ''),  // the converter sometimes keys the signature by tensor name
         node: v.name,
         dtype: (v.dtype || 'DT_FLOAT').replace('DT_', '').toLowerCase().replace(/^float$/, 'float32')
           .replace(/^int64$/, 'int32'),
