@@ -88,6 +88,7 @@ class TargetResult:
     latency: Latency | None = None
     reference_latency: Latency | None = None
     plan: tuple[str, ...] = ()
+    budgets: list[dict] = field(default_factory=list)  # `check`: each budget, its limit, value, verdict
 
 
 @dataclass
@@ -213,6 +214,123 @@ def validate(reference: str, candidate: str, options: ValidateOptions, progress:
     from .compare_models import validate as run
 
     return run(reference, candidate, options, progress)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    inputs: tuple[TensorSpec, ...] = ()
+    runs: int = 50
+    warmup: int = 5
+    threads: int = 1
+    against: str | None = None
+    seed: int = 0
+    signature: str | None = None
+    trust_remote_code: bool = False
+    verbose: bool = False
+
+
+@dataclass
+class BenchResult:
+    model: str
+    runtime: str
+    latency: Latency
+    peak_rss_bytes: int | None
+    inputs: list[dict]
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "runtime": self.runtime, "latency_ms": self.latency.to_json(),
+                "peak_rss_mb": round(self.peak_rss_bytes / 2**20, 1) if self.peak_rss_bytes else None,
+                "inputs": self.inputs}
+
+
+def bench(model: str, options: BenchOptions) -> list[BenchResult]:
+    """Time MODEL (and --against REF, in the same process) on seeded inputs."""
+    from .compare_models import open_model
+    from .validators.data import make_feeds
+    from .validators.latency import measure
+
+    results = []
+    for path in [model, *([options.against] if options.against else [])]:
+        with open_model(path, options) as runner:
+            runner.load()
+            specs = [s for s in runner.inputs]
+            unknown = [s for s in specs if s.shape is None]
+            if unknown:
+                raise BadInput(f"'{path}' does not record the shape of {', '.join(s.name for s in unknown)}.",
+                               f"Pass --input {unknown[0].name}:1x3x224x224 (its real shape).")
+            feeds = make_feeds(specs, seed=options.seed)
+            latency = measure(runner, feeds, options.runs, options.warmup, options.threads)
+            results.append(BenchResult(path, runner.runtime, latency, runner.peak_rss_bytes(),
+                                       [s.to_json() for s in specs]))
+    return results
+
+
+@dataclass
+class CheckResult:
+    config: Path
+    models: list[tuple[str, ConvertResult]]
+
+    @property
+    def exit_code(self) -> int:
+        return max((r.exit_code for _, r in self.models), default=0)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for _, r in self.models)
+
+
+def _apply_budgets(result: ConvertResult, budget: dict) -> None:
+    for item in result.targets:
+        checks = []
+        limit = budget.get("latency_p50_ms", {}).get(item.target)
+        if limit is not None and item.latency:
+            checks.append(("latency_p50_ms", limit, item.latency.p50))
+        if "latency_ratio" in budget and item.latency and item.reference_latency and item.reference_latency.p50:
+            checks.append(("latency_ratio", budget["latency_ratio"], item.latency.p50 / item.reference_latency.p50))
+        limit = budget.get("size_mb", {}).get(item.target)
+        if limit is not None and item.size_bytes is not None:
+            checks.append(("size_mb", limit, item.size_bytes / 2**20))
+        for name, limit, value in checks:
+            passed = value <= limit
+            item.budgets.append({"name": name, "limit": limit, "value": round(value, 4), "passed": passed})
+            if not passed and item.status == "passed":
+                item.status, item.exit_code = "failed", 1
+                item.error = f"Budget {name} broken: {value:.3g} > {limit:g}."
+
+
+def check(config_path: Path | None = None, output_dir: Path | None = None,
+          progress: Progress | None = None) -> CheckResult:
+    """Convert and validate every model of a modelport.toml / [tool.modelport] config, with budgets."""
+    from .config import find_config, load_config
+    from .spec import parse_input, parse_input_range
+
+    path = config_path or find_config()
+    config = load_config(path)
+    results = []
+    for entry in config.models:
+        opts = dict(entry.options)
+        ranges = tuple(parse_input_range(r) for r in opts.pop("input_ranges", []))
+        sample_inputs = opts.pop("sample_inputs", None)
+        via = tuple(opts.pop("via", ()))
+        if opts.get("quantize") == "none":
+            opts.pop("quantize")
+        out = (output_dir or Path("modelport-out")) / default_output_dir(entry.source).name
+        options = ConvertOptions(
+            targets=tuple(entry.targets), output_dir=out, inputs=tuple(parse_input(i) for i in entry.inputs),
+            input_ranges=ranges, sample_inputs=Path(sample_inputs) if sample_inputs else None, via=via,
+            output_tolerances=entry.tolerance or None, **opts)
+        _notify(progress, "start", f"Checking {entry.name}")
+        try:
+            result = convert(entry.source, options, progress)
+        except ModelportError as exc:  # the model itself could not be loaded: one error row
+            result = ConvertResult(source={"path": entry.source, "format": None, "framework": None, "sha256": None,
+                                           "inputs": [], "outputs": []},
+                                   targets=[TargetResult(target=t, status="error", error=exc.one_line(),
+                                                         exit_code=exc.exit_code) for t in entry.targets])
+        _apply_budgets(result, entry.budget)
+        results.append((entry.name, result))
+        _notify(progress, "done", f"Checked {entry.name}")
+    return CheckResult(config=path, models=results)
 
 
 def explain(source: str, options: ConvertOptions) -> dict[str, str]:

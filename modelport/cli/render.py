@@ -80,3 +80,33 @@ def inspect_tables(described: dict) -> None:
         shown = ", ".join(f"{op} x{count}" for op, count in list(ops.items())[:30])
         more = f" (+{len(ops) - 30} more)" if len(ops) > 30 else ""
         console.print(f"ops ({sum(ops.values())}): {shown}{more}", highlight=False)
+
+
+def check_table(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    table = Table(title=f"modelport check: {result.config}", title_justify="left")
+    for column in ("model", "target", "status", "size", "max abs diff", "cosine", "p50 ms", "ratio", "budgets"):
+        table.add_column(column, justify="left" if column in ("model", "target", "status", "budgets") else "right")
+    for name, converted in result.models:
+        for item in converted.targets:
+            numeric = item.numeric
+            worst = max((o.max_abs_diff for o in numeric.outputs), default=None) if numeric else None
+            ratio = (item.latency.p50 / item.reference_latency.p50
+                     if item.latency and item.reference_latency and item.reference_latency.p50 else None)
+            budgets = ", ".join(f"{'ok' if b['passed'] else 'BROKEN'} {b['name']} {b['value']:.3g}/{b['limit']:g}"
+                                for b in item.budgets) or "-"
+            table.add_row(name, item.target, f"[{_STYLE[item.status]}]{item.status}[/]", human_size(item.size_bytes),
+                          f"{worst:.2e}" if worst is not None else "-",
+                          f"{min(o.cosine for o in numeric.outputs):.6f}" if numeric and numeric.outputs else "-",
+                          f"{item.latency.p50:.2f}" if item.latency else "-", f"{ratio:.2f}" if ratio else "-",
+                          budgets)
+    console.print(table)
+    for name, converted in result.models:
+        for item in converted.targets:
+            if item.error:
+                console.print(f"[{_STYLE[item.status]}]{name} -> {item.target}:[/] {item.error}", highlight=False)

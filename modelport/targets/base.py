@@ -105,6 +105,10 @@ class Runner:
             times.append(time.perf_counter() - start)
         return times
 
+    def peak_rss_bytes(self) -> int | None:
+        """High-water mark of resident memory of the process running the model (Linux)."""
+        return read_vmhwm("self")
+
     # -- to implement ------------------------------------------------------------------------
     def _load(self) -> None:
         raise NotImplementedError
@@ -114,3 +118,14 @@ class Runner:
 
     def _close(self) -> None:
         pass
+
+
+def read_vmhwm(pid: int | str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

@@ -74,7 +74,7 @@ class IsolatedRunner(Runner):
             [sys.executable, "-m", "modelport.targets.isolated"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env)
         try:
-            self.inputs, self.outputs = self._call("load", self._runner_import, str(self.path), self.threads)
+            self.inputs, self.outputs, self.runtime = self._call("load", self._runner_import, str(self.path), self.threads)
         except BaseException:
             self._close()  # a model the runtime refused must not leave its child process waiting
             raise
@@ -90,6 +90,11 @@ class IsolatedRunner(Runner):
         """Call another method of the remote runner (e.g. `quantization`)."""
         self.load()
         return self._call("call", method, *args)
+
+    def peak_rss_bytes(self) -> int | None:
+        from .base import read_vmhwm
+
+        return read_vmhwm(self._proc.pid) if self._loaded else None
 
     def _close(self) -> None:
         try:
@@ -117,7 +122,7 @@ def _serve() -> None:
         try:
             if command == "load":
                 runner = load_runner_class(args[0])(args[1], threads=args[2]).load()
-                result: Any = (runner.inputs, runner.outputs)
+                result: Any = (runner.inputs, runner.outputs, f"{runner.runtime} (isolated)")
             elif command == "run":
                 result = runner.run(args[0])
             elif command == "time":

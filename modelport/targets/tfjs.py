@@ -127,6 +127,11 @@ class TfjsRunner(Runner):
         self._send({"cmd": "time", "runs": runs, "warmup": warmup}, feeds)
         return list(self._read()["times"])
 
+    def peak_rss_bytes(self) -> int | None:
+        from .base import read_vmhwm
+
+        return read_vmhwm(self._proc.pid) if self._loaded else None
+
     def _close(self) -> None:
         try:
             self._proc.stdin.close()

@@ -50,6 +50,7 @@ def target_json(item: TargetResult) -> dict:
         "numeric": item.numeric.to_json() if item.numeric else None,
         "latency_ms": item.latency.to_json() if item.latency else None,
         "reference_latency_ms": item.reference_latency.to_json() if item.reference_latency else None,
+        "budgets": item.budgets,
     }
 
 
