@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt modelport/targets/tfjs_runner/package-l
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/modelport convert examples/tiny_classifier.pt2 --to onnx,tflite -o modelport-out/demo \
+	$(BIN)/modelport convert examples/tiny_classifier.pt2 --to all -o modelport-out/demo \
 		--report modelport-out/demo/report.json
 
 test: install

@@ -59,8 +59,9 @@ def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], 
     """Convert SOURCE to each target and validate each result on its own runtime.
 
     \b
-    SOURCE is a model file (.pt2, TorchScript .pt, .onnx, ...) or a Python entry point
-    path/file.py:name returning a torch.nn.Module (optionally with example inputs).
+    SOURCE is detected by content: a .pt2 (torch.export), TorchScript, ONNX, TFLite, .keras,
+    .h5, a SavedModel folder, or an entry point path/file.py:name returning a torch.nn.Module,
+    a keras.Model or a JAX function (optionally with example inputs).
     \b
     Exit codes: 0 all passed, 1 validation failed, 2 bad input, 3 conversion failed,
     4 a needed backend is not installed.
