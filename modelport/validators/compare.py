@@ -27,6 +27,8 @@ class OutputComparison:
     within_tolerance: bool = True
     topk_agreement: float | None = None  # share of rows whose reference top-1 is in the candidate's top-k
     top_k: int | None = None
+    # |reference - candidate| over all samples, for the HTML report's plots: {"edges": [...], "counts": [...]}
+    abs_diff_histogram: dict | None = None
 
     def to_json(self) -> dict:
         def finite(x: float) -> float | None:  # JSON has no Infinity: a shape mismatch reads as null
@@ -36,7 +38,8 @@ class OutputComparison:
                 "max_rel_diff": finite(self.max_rel_diff), "mean_abs_diff": finite(self.mean_abs_diff),
                 "cosine": self.cosine, "passed": self.passed, "top_k": self.top_k,
                 "topk_agreement": self.topk_agreement,
-                "worst_sample": self.worst_sample, "reason": self.reason or None}
+                "worst_sample": self.worst_sample, "reason": self.reason or None,
+                "abs_diff_histogram": self.abs_diff_histogram}
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -52,6 +55,27 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return max(-1.0, min(1.0, float(np.dot(a, b) / (na * nb))))
 
 
+HISTOGRAM_FLOOR = 1e-12
+HISTOGRAM_BINS = 30
+
+
+def abs_diff_histogram(diffs: list[np.ndarray], bins: int = HISTOGRAM_BINS) -> dict | None:
+    """Log-spaced histogram of absolute differences from HISTOGRAM_FLOOR to their max. Differences
+    below the floor (exact matches included) count in the first bin: a log axis has no zero."""
+    import numpy as np
+
+    if not diffs or not any(d.size for d in diffs):
+        return None
+    top = max(float(d.max()) for d in diffs if d.size)
+    # An all-equal output still gets a valid range one decade wide rather than zero-width bins.
+    edges = np.geomspace(HISTOGRAM_FLOOR, max(top, HISTOGRAM_FLOOR * 10), bins + 1)
+    counts = np.zeros(bins, dtype=np.int64)
+    for d in diffs:  # per sample, so no concatenated copy of every output
+        if d.size:
+            counts += np.histogram(np.clip(d, edges[0], edges[-1]), bins=edges)[0]
+    return {"edges": [float(f"{e:.6g}") for e in edges], "counts": [int(c) for c in counts]}
+
+
 def compare_output(name: str, references: list[np.ndarray], candidates: list[np.ndarray],
                    tolerance: Tolerance) -> OutputComparison:
     """Compare one output over all samples; the result holds the worst sample's numbers."""
@@ -59,6 +83,7 @@ def compare_output(name: str, references: list[np.ndarray], candidates: list[np.
 
     result = OutputComparison(name, 0.0, 0.0, 0.0, 1.0, True)
     abs_sum, count = 0.0, 0
+    diffs: list[np.ndarray] = []
     for index, (ref, cand) in enumerate(zip(references, candidates)):
         ref = np.asarray(ref)
         cand = np.asarray(cand)
@@ -78,6 +103,7 @@ def compare_output(name: str, references: list[np.ndarray], candidates: list[np.
             finite = np.isfinite(r)
             r, c = r[finite], c[finite]
         diff = np.abs(r - c)
+        diffs.append(diff)
         max_abs = float(diff.max()) if diff.size else 0.0
         max_rel = float((diff / np.maximum(np.abs(r), 1e-12)).max()) if diff.size else 0.0
         cos = _cosine(r, c)
@@ -94,6 +120,7 @@ def compare_output(name: str, references: list[np.ndarray], candidates: list[np.
         result.passed = result.passed and ok
         result.shape_reference, result.shape_candidate = tuple(ref.shape), tuple(cand.shape)
     result.mean_abs_diff = abs_sum / count if count else 0.0
+    result.abs_diff_histogram = abs_diff_histogram(diffs)
     if not result.passed and not result.reason:
         result.reason = (f"cosine {result.cosine:.6f} < {tolerance.min_cosine}" if result.within_tolerance else
                          f"max abs diff {result.max_abs_diff:.3g} > atol {tolerance.atol:g} + rtol {tolerance.rtol:g}")
