@@ -131,10 +131,9 @@ def test_keras_encoder_to_tflite_and_tfjs(tmp_path):
 
 @pytest.mark.slow
 def test_mobilenet_v2_keras(tmp_path):
-    import keras
+    import make_tf_fixtures
 
-    keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV2(weights=None, alpha=0.35, input_shape=(96, 96, 3), classes=10)
+    model = make_tf_fixtures.realistic_mobilenet()
     model.save(tmp_path / "mobilenet.keras")
     result = _convert(tmp_path / "mobilenet.keras", tmp_path / "out", samples=2)
     assert _statuses(result) == {"onnx": ("passed", None), "tflite": ("passed", None)}, _statuses(result)
