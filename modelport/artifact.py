@@ -97,6 +97,17 @@ def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
+def human_size(size: float | None) -> str:
+    """1536 -> '1.5 KB'; None -> '-'."""
+    if size is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return "-"
+
+
 def write_sidecar(artifact: Artifact, source_name: str) -> dict:
     """What `validate` needs later to compare this artifact with its source without guessing."""
     return {

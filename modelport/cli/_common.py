@@ -93,6 +93,19 @@ def positive(name: str, value: int) -> int:
     return value
 
 
+def report_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--report/--junit/--markdown/--html, the same on every command that validates."""
+    from pathlib import Path
+
+    file = click.Path(path_type=Path, dir_okay=False)
+    for name, text in reversed((("--report", "Write a JSON report (schema modelport.report/1)."),
+                                ("--junit", "Write a JUnit XML report (one testcase per target and output)."),
+                                ("--markdown", "Write a Markdown report (for a CI job summary)."),
+                                ("--html", "Write a self-contained HTML report with charts."))):
+        command = click.option(name, type=file, default=None, help=text)(command)
+    return command
+
+
 def write_reports(results: list, threads: int, report=None, junit=None, markdown=None, html=None,
                   document: dict | None = None) -> None:
     """Write each requested report (atomically); all formats render the same JSON documents."""

@@ -6,17 +6,14 @@ from pathlib import Path
 
 import click
 
-from ._common import Progress, handle_errors, write_reports
+from ._common import report_options, Progress, handle_errors, write_reports
 
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("config", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where converted models go [default: ./modelport-out/<model>/].")
-@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=None, help="JSON report.")
-@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), default=None, help="JUnit XML report.")
-@click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Markdown report.")
-@click.option("--html", type=click.Path(path_type=Path, dir_okay=False), default=None, help="HTML report.")
+@report_options
 @click.option("-v", "--verbose", is_flag=True, help="Show converter logs and tracebacks.")
 @handle_errors
 def check(config: Path | None, output: Path | None, report: Path | None, junit: Path | None, markdown: Path | None,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import Progress, handle_errors, parse_many, positive, write_reports
+from ._common import Progress, handle_errors, parse_many, positive, report_options, write_reports
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -40,14 +40,7 @@ from ._common import Progress, handle_errors, parse_many, positive, write_report
 @click.option("--trust-remote-code", is_flag=True,
               help="Allow loading files that run Python code when loaded (pickled whole modules).")
 @click.option("--threads", type=int, default=1, show_default=True, help="Runtime threads for latency runs.")
-@click.option("--report", "report", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write a JSON report (schema modelport.report/1).")
-@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write a JUnit XML report (one testcase per target and output).")
-@click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write a Markdown report (for a CI job summary).")
-@click.option("--html", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write a self-contained HTML report with charts.")
+@report_options
 @click.option("-v", "--verbose", is_flag=True, help="Show converter logs and tracebacks.")
 @handle_errors
 def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], input_ranges: tuple[str, ...],

@@ -7,17 +7,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..api import ConvertResult
 
+from ..artifact import human_size
+
 _STYLE = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
-
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return "-"
 
 
 def convert_table(result: ConvertResult, title: str | None = None) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import Progress, handle_errors, parse_many, positive, write_reports
+from ._common import report_options, Progress, handle_errors, parse_many, positive, write_reports
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -31,10 +31,7 @@ from ._common import Progress, handle_errors, parse_many, positive, write_report
 @click.option("--threads", type=int, default=1, show_default=True, help="Runtime threads.")
 @click.option("--signature", default=None, help="SavedModel signature of the reference.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow loading files that run Python code when loaded.")
-@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=None, help="JSON report.")
-@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), default=None, help="JUnit XML report.")
-@click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Markdown report.")
-@click.option("--html", type=click.Path(path_type=Path, dir_okay=False), default=None, help="HTML report.")
+@report_options
 @click.option("-v", "--verbose", is_flag=True, help="Show backend logs and tracebacks.")
 @handle_errors
 def validate(reference: str, candidate: str, inputs: tuple[str, ...], input_ranges: tuple[str, ...],

@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from ..artifact import human_size
+
 Report = dict[str, Any]
 
 _EMOJI = {"passed": "✅", "failed": "❌", "error": "💥", "skipped": "⏭️"}
@@ -55,14 +57,7 @@ def _fmt(value: Any, spec: str = ".3g", missing: str = "-") -> str:
 
 
 def _size(n: Any) -> str:
-    number = _num(n)
-    if number is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if number < 1024 or unit == "GB":
-            return f"{number:.0f} {unit}" if unit == "B" else f"{number:.1f} {unit}"
-        number /= 1024
-    return "-"
+    return human_size(_num(n))
 
 
 def _status(target: dict) -> str:
