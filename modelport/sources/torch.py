@@ -107,7 +107,11 @@ class TorchModel(SourceModel):
         pass
 
     def callable_module(self) -> Any:
-        return self.handle.module() if self.format == Format.TORCH_EXPORT else self.handle
+        if self.format != Format.TORCH_EXPORT:
+            return self.handle
+        if getattr(self, "_unlifted", None) is None:  # building it costs more than running it
+            self._unlifted = self.handle.module()
+        return self._unlifted
 
     def _run(self, feeds):
         torch = _torch()
