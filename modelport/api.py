@@ -36,7 +36,9 @@ class ConvertOptions:
     via: tuple[str, ...] = ()
     keep_layout: bool = False
     simplify: bool = False
-    quantize: str = "none"
+    quantize: str = "none"                    # TFLite: none | fp16 | dynamic | int8
+    calibration_data: Path | None = None      # int8: representative inputs (.npz or test_data_set dirs)
+    calibration_samples: int = 32             # seeded samples when no calibration data is given
     validate: bool = True
     sample_inputs: Path | None = None
     samples: int = 3
@@ -175,6 +177,8 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
             from .converters.onnx_opset import convert_opset
 
             origin = convert_opset(origin, options.opset, scratch)
+        if options.quantize == "int8":
+            ctx.calibration = _calibration(model, options)
         produced: dict[tuple[str, ...], Artifact] = {(): origin}
         for name in targets:
             result.targets.append(_convert_one(name, model, src_node, out_dir, options, ctx, produced, progress))
@@ -354,6 +358,18 @@ def explain(source: str, options: ConvertOptions) -> dict[str, str]:
         except BadInput as exc:
             plans[target] = f"unreachable: {exc.message}"
     return plans
+
+
+def _calibration(model, options: ConvertOptions) -> list[dict]:
+    """int8 calibration samples: the user's data, else seeded inputs (then the report says so:
+    seeded noise calibrates ranges poorly, so accuracy on real data may be worse)."""
+    from .validators.data import load_samples, make_feeds
+
+    if options.calibration_data is not None:
+        return load_samples(options.calibration_data, list(model.inputs))
+    ranges = {r.name: r for r in options.input_ranges}
+    return [make_feeds(list(model.inputs), seed=options.seed + 1000, sample=i, ranges=ranges)
+            for i in range(options.calibration_samples)]
 
 
 def _run_path(edges, src_node, options, ctx, produced, progress) -> Artifact:

@@ -13,7 +13,9 @@ class EdgeContext:
     verbose: bool = False
     seed: int = 0
     keep_layout: bool = False
-    quantize: str = "none"
+    quantize: str = "none"                    # none | fp16 | dynamic | int8 (TFLite only)
+    # Representative inputs for int8 calibration, keyed by the SOURCE's input names.
+    calibration: list[dict[str, Any]] = field(default_factory=list)
     signature: str | None = None
     # Results shared between edges of one run (e.g. one onnx2tf run serves tflite and savedmodel).
     cache: dict[str, Any] = field(default_factory=dict)

@@ -110,7 +110,8 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
                                 output_signaturedefs=True, keep_ncw_or_nchw_or_ncdhw_input_names=keep_nchw or None,
                                 keep_nwc_or_nhwc_or_ndhwc_input_names=keep_nhwc or None,
                                 replace_to_pseudo_operators=[p.lower() for p in pseudo_ops] or None,
-                                overwrite_input_shape=static_shapes(onnx_artifact) if static else None)
+                                overwrite_input_shape=static_shapes(onnx_artifact) if static else None,
+                                **quantization_arguments(onnx_artifact, ctx, work))
                 error = None
             except BaseException as exc:  # onnx2tf calls sys.exit on some failures
                 if isinstance(exc, KeyboardInterrupt):
@@ -166,6 +167,36 @@ def _pseudo_candidates(onnx_path: Path) -> tuple[str, ...]:
     return tuple(sorted(PSEUDO_OPS[t] for t in types if t in PSEUDO_OPS))
 
 
+# Which of onnx2tf's files each --quantize level is.
+TFLITE_FILE = {"none": "*_float32.tflite", "fp16": "*_float16.tflite",
+               "dynamic": "*_dynamic_range_quant.tflite", "int8": "*_full_integer_quant.tflite"}
+
+
+def quantization_arguments(onnx_artifact: Artifact, ctx: EdgeContext, work: Path) -> dict:
+    """onnx2tf's quantization options: int8 gets the calibration data, in the layout onnx2tf
+    feeds (channel-last for rank 3-5 inputs of an NCHW graph), one .npy per input."""
+    if ctx.quantize == "dynamic":
+        return {"output_dynamic_range_quantized_tflite": True}
+    if ctx.quantize != "int8":
+        return {}
+    np = require("numpy")
+    if not ctx.calibration:
+        raise ConversionFailed("int8 quantization needs calibration data.", "Pass --calibration-data FILE.npz.")
+    keep = onnx_artifact.layout == "nhwc" or ctx.keep_layout
+    entries = []
+    for link in onnx_artifact.io.inputs:
+        batch = np.concatenate([sample[link.source_name] for sample in ctx.calibration], axis=0)
+        rank = batch.ndim
+        if rank in (3, 4, 5) and not keep:
+            batch = batch.transpose(channel_last(rank))
+        path = work / f"calibration_{len(entries)}.npy"
+        np.save(path, batch.astype(np.float32))
+        neutral = np.zeros([1] * rank, np.float32)  # the data is already in the model's input space
+        entries.append([link.name, str(path), neutral, neutral + 1.0])
+    return {"output_integer_quantized_tflite": True, "custom_input_op_name_np_data_path": entries,
+            "input_quant_dtype": "int8", "output_quant_dtype": "int8"}
+
+
 def static_shapes(onnx_artifact: Artifact) -> list[str]:
     """onnx2tf's `overwrite_input_shape` entries fixing every dynamic dim to its sample size."""
     from ..validators.data import concrete_shape
@@ -193,10 +224,13 @@ def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext) -> tuple[P
 
 
 def tflite_without_flex(onnx_artifact: Artifact, ctx: EdgeContext, precision: str) -> tuple[Path, list[str]]:
-    pattern = "*_float16.tflite" if precision == "fp16" else "*_float32.tflite"
+    pattern = TFLITE_FILE[precision]
     out, workarounds = convert_with_fallbacks(onnx_artifact, ctx)
     static = "static" in workarounds
     workarounds = [w for w in workarounds if w != "static"]
+    if not list(out.glob(pattern)):
+        raise ConversionFailed(f"onnx2tf wrote no {precision} TFLite file ({pattern}).",
+                               "Run with --verbose for its log; try another --quantize level.")
     tflite = sorted(out.glob(pattern))[0]
     flex = flex_ops(tflite)
     if flex:
@@ -227,7 +261,7 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
                           lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
     return Artifact(path=target, format=Format.TFLITE, inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"),
-                    layout=layout, quantization=ctx.quantize if ctx.quantize == "fp16" else "none",
+                    layout=layout, quantization=ctx.quantize,
                     extra={"converter": "onnx2tf", "workarounds": workarounds})
 
 

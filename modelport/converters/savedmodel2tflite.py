@@ -30,11 +30,24 @@ def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
         try:
             converter = tf.lite.TFLiteConverter.from_saved_model(str(saved.path), signature_keys=[signature])
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            if ctx.quantize != "none":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]  # alone: dynamic-range weights
             if ctx.quantize == "fp16":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.target_spec.supported_types = [tf.float16]
+            elif ctx.quantize == "int8":
+                if not ctx.calibration:
+                    raise ConversionFailed("int8 quantization needs calibration data.",
+                                           "Pass --calibration-data FILE.npz.")
+                names = {link.source_name: link.name for link in saved.io.inputs}
+                converter.representative_dataset = lambda: (
+                    {names[k]: v for k, v in sample.items() if k in names} for sample in ctx.calibration)
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
             out.write_bytes(converter.convert())
             error = None
+        except ConversionFailed:
+            raise
         except Exception as exc:  # ConverterError carries the MLIR diagnostics
             error = exc
     if error is not None:
@@ -55,5 +68,5 @@ def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
                                "Run with --verbose.")
     return Artifact(path=out, format=Format.TFLITE, inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=saved.io.then(io), path_taken=(*saved.path_taken, "tflite"), layout=saved.layout,
-                    quantization="fp16" if ctx.quantize == "fp16" else "none",
+                    quantization=ctx.quantize,
                     extra={"converter": "tf.lite.TFLiteConverter (builtin ops)", "signature": signature})
