@@ -315,6 +315,7 @@ def check(config_path: Path | None = None, output_dir: Path | None = None,
         opts = dict(entry.options)
         ranges = tuple(parse_input_range(r) for r in opts.pop("input_ranges", []))
         sample_inputs = opts.pop("sample_inputs", None)
+        calibration = opts.pop("calibration_data", None)
         via = tuple(opts.pop("via", ()))
         if opts.get("quantize") == "none":
             opts.pop("quantize")
@@ -322,6 +323,7 @@ def check(config_path: Path | None = None, output_dir: Path | None = None,
         options = ConvertOptions(
             targets=tuple(entry.targets), output_dir=out, inputs=tuple(parse_input(i) for i in entry.inputs),
             input_ranges=ranges, sample_inputs=Path(sample_inputs) if sample_inputs else None, via=via,
+            calibration_data=Path(calibration) if calibration else None,
             output_tolerances=entry.tolerance or None, **opts)
         _notify(progress, "start", f"Checking {entry.name}")
         try:

@@ -19,7 +19,7 @@ OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "atol": (int, float), "rtol": (int, float), "min_cosine": (int, float), "top_k": int, "samples": int,
     "seed": int, "opset": int, "threads": int, "quantize": str, "keep_layout": bool, "simplify": bool,
     "signature": str, "trust_remote_code": bool, "framework": str, "input_ranges": list, "sample_inputs": str,
-    "latency_runs": int, "latency_warmup": int, "via": list,
+    "latency_runs": int, "latency_warmup": int, "via": list, "calibration_data": str,
 }
 MODEL_KEYS = {"source", "name", "inputs", "targets", "tolerance", "budget", *OPTION_TYPES}
 TOLERANCE_KEYS = {"atol": (int, float), "rtol": (int, float), "min_cosine": (int, float), "top_k": int}
@@ -153,8 +153,11 @@ def load_config(path: Path) -> CheckConfig:
                 for target, limit in check.typed(key, value, dict, f"{where}.budget").items():
                     check.typed(target, limit, (int, float), f"{where}.budget.{key}")
         options = {**defaults, **check.options(entry, where)}
-        if options.get("sample_inputs"):
-            options["sample_inputs"] = str(path.parent / options["sample_inputs"])
+        for key in ("sample_inputs", "calibration_data"):  # relative to the config file
+            if options.get(key):
+                options[key] = str(path.parent / options[key])
+        if options.get("quantize", "none") not in ("none", "fp16", "dynamic", "int8"):
+            raise check.fail(f"'quantize' in {where} must be none, fp16, dynamic or int8.", "quantize")
         models.append(ModelCheck(source=resolved, name=entry.get("name") or source, inputs=list(inputs),
                                  targets=[str(t) for t in targets], options=options,
                                  tolerance={k: {kk.replace("-", "_"): vv for kk, vv in v.items()}
