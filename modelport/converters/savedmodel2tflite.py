@@ -52,8 +52,8 @@ def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
             error = exc
     if error is not None:
         text = f"{error}\n{log.getvalue()}"
-        ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)))
-        what = (f"ops with no TFLite builtin kernel: {', '.join(ops)}" if ops else
+        ops = sorted(set(re.findall(r"'tf\.(\w+)'", text)))
+        what = (f"TF ops with no TFLite builtin kernel: {', '.join(ops)}" if ops else
                 (str(error).strip().splitlines() or [type(error).__name__])[0][:250])
         raise ConversionFailed(f"TFLiteConverter could not convert the SavedModel: {what}.",
                                "Run with --verbose for its log.")

@@ -24,7 +24,8 @@ class TorchScriptRunner(Runner):
         except RuntimeError as exc:
             raise BadInput(f"torch.jit.load cannot read '{self.path.name}': {str(exc).splitlines()[0]}",
                            "The file is not a TorchScript archive or is damaged.") from None
-        names = [a.name for a in self._module.forward.schema.arguments[1:]]
+        # Arguments with defaults (a scripted forward's optional masks) are not inputs to feed.
+        names = [a.name for a in self._module.forward.schema.arguments[1:] if not a.has_default_value()]
         # TorchScript records names, not shapes; the artifact's own specs fill those in.
         self.inputs = [TensorSpec(n, None) for n in names]
         self.outputs = []

@@ -146,3 +146,15 @@ def test_every_edge_has_an_end_to_end_test():
         text = (ROOT / file).read_text()
         assert not function or f"def {function}(" in text, f"{edge}: {where} does not exist"
         assert "status" in text and "passed" in text, f"{edge}: {file} does not check a passing validation"
+
+
+def test_dict_outputs_keep_their_names_on_every_target(entry_file, tmp_path):
+    result = _convert(f"{entry_file}:build_dict_heads", tmp_path, targets=("tfjs", "tflite", "torchscript"))
+    assert _status(result) == {"tfjs": "passed", "tflite": "passed", "torchscript": "passed"}, \
+        [t.error for t in result.targets]
+    assert {o.name for o in result.targets[0].numeric.outputs} == {"logits", "probs"}
+
+
+def test_module_with_optional_forward_arguments_to_torchscript(entry_file, tmp_path):
+    result = _convert(f"{entry_file}:build_encoder_layer", tmp_path, targets=("torchscript", "onnx"))
+    assert _status(result) == {"torchscript": "passed", "onnx": "passed"}, [t.error for t in result.targets]

@@ -56,7 +56,18 @@ function describe(model) {
     }
     return fallback.map((t) => ({ name: t.name, node: t.name, dtype: t.dtype, shape: t.shape || [] }));
   };
-  return { inputs: side(signature.inputs, model.inputs), outputs: side(signature.outputs, model.outputs) };
+  const outputs = side(signature.outputs, model.outputs);
+  // Where the signature is keyed by node names ("Identity:0"), the converter's
+  // structuredOutputKeys give the SavedModel's output names, in the same order.
+  const meta = (model.artifacts && model.artifacts.userDefinedMetadata) || {};
+  const keys = meta.structuredOutputKeys;
+  if (Array.isArray(keys) && keys.length === outputs.length
+      && outputs.every((o) => /^Identity(_\d+)?$/.test(o.name))) {
+    const order = (name) => Number((name.match(/_(\d+)$/) || [0, 0])[1]);
+    outputs.sort((a, b) => order(a.name) - order(b.name));
+    outputs.forEach((o, i) => { o.name = keys[i]; });
+  }
+  return { inputs: side(signature.inputs, model.inputs), outputs };
 }
 
 function send(header, buffers = []) {
