@@ -162,6 +162,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                                             signature=options.signature, verbose=options.verbose),
                         framework=options.framework)
     _notify(progress, "done", f"Loaded {model.format.value} model")
+    _check_before_converting(model, options)
     result = ConvertResult(source=describe_loaded(model, source))
     out_dir = options.output_dir or default_output_dir(source)
     src_node = graph.NODE_OF_FORMAT[model.format]
@@ -247,6 +248,26 @@ class BenchResult:
                 "inputs": self.inputs}
 
 
+def _bench_specs(path: str, specs: list[TensorSpec], given: list[TensorSpec]) -> list[TensorSpec]:
+    """The runner's input specs, completed by --input (by name, else in order) and by the shapes a
+    modelport sidecar recorded."""
+    from .validators.matching import read_sidecar
+
+    sidecar = read_sidecar(Path(path)) if Path(path).exists() else None
+    recorded = {s["name"]: s for s in (sidecar or {}).get("inputs", [])}
+    by_name = {s.name: s for s in given}
+    completed = []
+    for index, spec in enumerate(specs):
+        if spec.name in by_name:
+            spec = TensorSpec(spec.name, by_name[spec.name].shape, by_name[spec.name].dtype)
+        elif given and len(given) == len(specs) and not set(by_name) & {s.name for s in specs}:
+            spec = TensorSpec(spec.name, given[index].shape, given[index].dtype)
+        elif spec.shape is None and spec.name in recorded and recorded[spec.name]["shape"] is not None:
+            spec = TensorSpec(spec.name, tuple(recorded[spec.name]["shape"]), recorded[spec.name]["dtype"])
+        completed.append(spec)
+    return completed
+
+
 def bench(model: str, options: BenchOptions) -> list[BenchResult]:
     """Time MODEL (and --against REF, in the same process) on seeded inputs."""
     from .compare_models import open_model
@@ -257,7 +278,7 @@ def bench(model: str, options: BenchOptions) -> list[BenchResult]:
     for path in [model, *([options.against] if options.against else [])]:
         with open_model(path, options) as runner:
             runner.load()
-            specs = [s for s in runner.inputs]
+            specs = _bench_specs(path, list(runner.inputs), list(options.inputs))
             unknown = [s for s in specs if s.shape is None]
             if unknown:
                 raise BadInput(f"'{path}' does not record the shape of {', '.join(s.name for s in unknown)}.",
@@ -362,6 +383,22 @@ def explain(source: str, options: ConvertOptions) -> dict[str, str]:
     return plans
 
 
+def _check_before_converting(model, options: ConvertOptions) -> None:
+    """Catch what would fail after minutes of conversion: bad sample data, impossible --samples,
+    tolerances for outputs the model does not have."""
+    from .validators.data import check_sample_budget, load_samples
+
+    if options.validate:
+        check_sample_budget(list(model.inputs), options.samples)
+        if options.sample_inputs is not None:
+            load_samples(options.sample_inputs, list(model.inputs))
+    known = [s.name for s in model.outputs]
+    unknown = [name for name in (options.output_tolerances or {}) if name not in known]
+    if unknown:
+        raise BadInput(f"A tolerance is set for output '{unknown[0]}', which the model does not have.",
+                       f"Its outputs: {', '.join(known)}.")
+
+
 def _calibration(model, options: ConvertOptions) -> list[dict]:
     """int8 calibration samples: the user's data, else seeded inputs (then the report says so:
     seeded noise calibrates ranges poorly, so accuracy on real data may be worse)."""
@@ -422,6 +459,7 @@ def _convert_one(name, model, src_node, out_dir, options, ctx, produced, progres
             except ConversionFailed as exc:
                 failures.append(exc)
         else:
+            item.plan = (src_node, *(e.dst for e in paths[0]))  # report the path that was meant
             first = failures[0]
             others = list(dict.fromkeys(f.message for f in failures[1:] if f.message != first.message))
             if others:

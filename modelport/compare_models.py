@@ -56,6 +56,9 @@ def validate(reference: str, candidate: str, options: Any, progress: Any = None)
         progress("start", f"Loading {reference}")
     ref = load_source(reference, LoadOptions(inputs=options.inputs, trust_remote_code=options.trust_remote_code,
                                              signature=options.signature, verbose=options.verbose))
+    from .validators.data import check_sample_budget
+
+    check_sample_budget(list(ref.inputs), options.samples)
     result = ConvertResult(source=describe_loaded(ref, reference))
     started = time.perf_counter()
     cand_path = Path(candidate)

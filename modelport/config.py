@@ -152,6 +152,12 @@ def load_config(path: Path) -> CheckConfig:
             else:
                 for target, limit in check.typed(key, value, dict, f"{where}.budget").items():
                     check.typed(target, limit, (int, float), f"{where}.budget.{key}")
+        for key, per_target in budget.items():
+            if isinstance(per_target, dict) and "all" not in targets:
+                stray = [t for t in per_target if t not in targets]
+                if stray:
+                    raise check.fail(f"{where}.budget.{key} names target '{stray[0]}', which this model does not "
+                                     f"convert to ({', '.join(targets)}).", stray[0])
         options = {**defaults, **check.options(entry, where)}
         for key in ("sample_inputs", "calibration_data"):  # relative to the config file
             if options.get(key):

@@ -64,10 +64,11 @@ def load_source(source: str, options: LoadOptions, framework: str | None = None)
             if not allowed:
                 raise BadInput(f"--framework {framework} is not readable by this modelport yet.",
                                f"Readable: {', '.join(FRAMEWORK_FORMATS)}.")
-            raise BadInput(f"--framework {framework} was given, but '{source}' is {detected.evidence}.",
+            raise BadInput(f"--framework {framework} was given, but '{source}' looks like this by its content: {detected.evidence}.",
                            "Drop --framework to use what the content says.")
     if fmt not in LOADERS:
-        raise BadInput(f"'{source}' is {detected.evidence}; reading {fmt.value} models is not supported yet.",
+        raise BadInput(f"'{source}' ({detected.evidence}) is a {fmt.value} model, which modelport cannot read as a "
+                       "source.",
                        "Convert it to ONNX with its own tools and pass the .onnx file.")
     model = _call(LOADERS[fmt], Path(source), fmt, options)
     model.details.setdefault("evidence", detected.evidence)

@@ -79,6 +79,14 @@ def load_npz(path: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]
             if len(samples) <= i:
                 samples.append({})
             samples[i][spec.name] = item.astype(spec.dtype if spec.dtype != "bfloat16" else "float32", copy=False)
+    for index, sample in enumerate(samples):
+        for spec in specs:
+            shape = sample[spec.name].shape
+            fixed = spec.shape or ()
+            if len(shape) != len(fixed) or any(isinstance(d, int) and d != n for d, n in zip(fixed, shape)):
+                raise BadInput(f"--inputs array '{spec.name}' gives sample {index} the shape {shape}; the model's input "
+                               f"'{spec.name}' is {spec.cli_form().split(':')[1]}.",
+                               "Save arrays of the input's shape, or N samples stacked on a leading axis.")
     count = {len(s) for s in samples}
     if count != {len(specs)}:
         raise BadInput(f"--inputs '{path}' gives different numbers of samples per input.",
@@ -126,3 +134,18 @@ def load_samples(path: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarr
     if path.is_dir():
         return load_test_data_sets(path, specs)
     return load_npz(path, specs)
+
+
+def check_sample_budget(specs: list[TensorSpec], samples: int, limit_bytes: int = 2 << 30) -> None:
+    """Refuse a --samples that would need more memory than is sensible, before doing anything."""
+    import numpy as np
+
+    per_sample = 0
+    for spec in specs:
+        if spec.shape is None:
+            continue
+        per_sample += int(np.prod(concrete_shape(spec))) * np.dtype(
+            "float32" if spec.dtype == "bfloat16" else spec.dtype).itemsize
+    if samples * per_sample * 2 > limit_bytes:  # inputs, plus outputs of about the same size
+        raise BadInput(f"--samples {samples} would hold about {samples * per_sample * 2 / 2**30:.1f} GiB of tensors.",
+                       f"Use at most {max(1, limit_bytes // max(per_sample * 2, 1))} samples.")

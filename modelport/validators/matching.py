@@ -104,8 +104,10 @@ def link_tensors(reference: list[TensorSpec], candidate: list[TensorSpec], maps:
                            "The sidecar file does not belong to this model; delete it or pass --map.")
         expected = tuple(ref.shape[i] for i in link.perm) if link.perm and ref.shape else ref.shape
         if not _fits(expected, cand.shape):
+            same_rank = expected is not None and cand.shape is not None and len(expected) == len(cand.shape)
             hint = (f"If the candidate is a transposed layout, pass --map {ref.name}={cand.name}:PERM "
-                    f"(e.g. 0,2,3,1 for NCHW -> NHWC).")
+                    f"(e.g. 0,2,3,1 for NCHW -> NHWC)." if same_rank else
+                    "The ranks differ: these are not the same tensor; pair the right ones with --map REF=CAND.")
             raise BadInput(f"Shape mismatch for {side[:-1]} '{ref.name}': reference {_fmt(ref.shape)}, candidate "
                            f"'{cand.name}' {_fmt(cand.shape)} (paired by {how}).", hint)
         links.append(link)
