@@ -65,7 +65,8 @@ def inspect_tables(described: dict) -> None:
             q = quant.get(row["name"])
             shape = "x".join(str(d) for d in row["shape"]) if row["shape"] is not None else "?"
             table.add_row(row["name"], shape, row["dtype"],
-                          f"scale {q['scale']:.6g}, zero point {q['zero_point']}" if q else "-")
+                          (f"{q['dtype']} in the file (fed and read as float), " if q and q.get("dtype") else "")
+                          + (f"scale {q['scale']:.6g}, zero point {q['zero_point']}" if q else "-"))
         console.print(table)
     ops = described.get("ops") or {}
     if ops:
