@@ -15,7 +15,7 @@ from .artifact import Artifact, dump_json, sha256_of, size_of, write_sidecar
 from .converters import graph
 from .describe import describe_loaded
 from .converters.base import EdgeContext
-from .errors import BackendMissing, BadInput, ConversionFailed, ModelportError
+from .errors import BadInput, ConversionFailed, ModelportError
 from .sources import LoadOptions, load_source
 from .spec import InputRange, TensorSpec
 from .validators.compare import OutputComparison
@@ -492,4 +492,5 @@ def _convert_one(name, model, src_node, out_dir, options, ctx, produced, progres
     return item
 
 
-__all__ = ["ConvertOptions", "ConvertResult", "TargetResult", "convert", "BackendMissing"]
+__all__ = ["BenchOptions", "BenchResult", "CheckResult", "ConvertOptions", "ConvertResult", "TargetResult",
+           "ValidateOptions", "bench", "check", "convert", "explain", "validate"]

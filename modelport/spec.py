@@ -53,6 +53,20 @@ def normalize_dtype(text: str) -> str:
 _NAME = r"[A-Za-z_][\w./\-]*"
 
 
+def quantize(value, scale: float, zero_point: int, dtype: str):
+    """Float to the integers a quantized tensor stores: round(value / scale) + zero_point, clipped."""
+    import numpy as np
+
+    info = np.iinfo(np.dtype(dtype))
+    return np.clip(np.round(value / np.float32(scale)) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize(value, scale: float, zero_point: int):
+    import numpy as np
+
+    return (value.astype(np.float32) - zero_point) * np.float32(scale)
+
+
 def parse_input(text: str) -> TensorSpec:
     """Parse `x:1x3x224x224`, `ids:batchx128:int64`; a named dim stays dynamic."""
     example = "--input x:1x3x224x224 (or ids:batchx128:int64)"

@@ -61,3 +61,23 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
     assert len(lines) == 1, f"expected one 'Error:' line, got:\n{result.stderr}"
     return lines[0]
+
+
+def litert_in_clean_process(tflite: Path, feeds: dict) -> dict:
+    """Run a .tflite with LiteRT in a fresh Python that never imported TensorFlow, as a device
+    would: the independent re-run that confirms a "passed"."""
+    import textwrap
+
+    import numpy as np
+
+    script = textwrap.dedent("""
+        import sys, numpy as np
+        from ai_edge_litert.interpreter import Interpreter
+        assert "tensorflow" not in sys.modules
+        runner = Interpreter(model_path=sys.argv[1]).get_signature_runner()
+        np.savez(sys.argv[3], **runner(**dict(np.load(sys.argv[2]))))
+    """)
+    inp, out = tflite.parent / "in.npz", tflite.parent / "outputs.npz"
+    np.savez(inp, **feeds)
+    subprocess.run([sys.executable, "-c", script, str(tflite), str(inp), str(out)], check=True, timeout=120)
+    return dict(np.load(out))

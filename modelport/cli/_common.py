@@ -82,6 +82,12 @@ class Progress:
     def close(self) -> None:
         self._stop()
 
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
 
 def parse_many(parser: Callable[[str], Any], values: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(parser(v) for v in values)

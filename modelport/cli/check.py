@@ -25,11 +25,8 @@ def check(config: Path | None, output: Path | None, report: Path | None, junit: 
     from ..validators.report import SCHEMA, _version, report_json
     from .render import check_table
 
-    progress = Progress()
-    try:
+    with Progress() as progress:
         result = api.check(config, output, progress)
-    finally:
-        progress.close()
     check_table(result)
     results = [r for _, r in result.models]
     document = {"schema": "modelport.check/1", "report_schema": SCHEMA, "modelport_version": _version(),

@@ -80,11 +80,8 @@ def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], 
         for target, path in api.explain(source, options).items():
             click.echo(f"{target:12s} {path}")
         return
-    progress = Progress()
-    try:
+    with Progress() as progress:
         result = api.convert(source, options, progress)
-    finally:
-        progress.close()
     convert_table(result)
     write_reports([result], options.threads, report=report, junit=junit, markdown=markdown, html=html)
     if result.exit_code:

@@ -57,11 +57,8 @@ def validate(reference: str, candidate: str, inputs: tuple[str, ...], input_rang
         rtol=rtol, min_cosine=min_cosine, top_k=positive("--top-k", top_k) if top_k is not None else None,
         latency=latency, threads=positive("--threads", threads), signature=signature,
         trust_remote_code=trust_remote_code, verbose=verbose)
-    progress = Progress()
-    try:
+    with Progress() as progress:
         result = api.validate(reference, candidate, options, progress)
-    finally:
-        progress.close()
     convert_table(result, title=f"modelport validate: {reference} vs {candidate}")
     write_reports([result], threads, report=report, junit=junit, markdown=markdown, html=html)
     if result.exit_code:

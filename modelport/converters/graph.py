@@ -15,8 +15,6 @@ from ..errors import BadInput
 from ..formats import Format
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from ..artifact import Artifact
 
 

@@ -15,6 +15,7 @@ from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
 from ..formats import Format
 from ..spec import TensorSpec
+from ..sources.tensorflow import signature_of
 from .base import EdgeContext
 
 DEFAULT_OPSET = 17
@@ -79,9 +80,7 @@ def link_by_name_or_position(previous: list[TensorSpec], produced: list[TensorSp
 
 def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     out = workdir / "model.onnx"
-    source = saved.extra.get("source")
-    signature = (saved.extra.get("signature") or (source.details.get("signature") if source else None)
-                 or ctx.signature or "serving_default")
+    signature = signature_of(saved, ctx.signature)
     run_tf2onnx(["--saved-model", str(saved.path), "--signature_def", signature], out, ctx, "SavedModel")
     inputs, outputs = onnx_io(out)
     io = IOMapping(link_by_name_or_position(list(saved.inputs), inputs),

@@ -19,15 +19,14 @@ from .._lazy import require_installed
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
 from ..formats import Format
+from ..sources.tensorflow import signature_of
 from .base import EdgeContext
 
 
 def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     require_installed("tensorflowjs", purpose="to convert SavedModels to TF.js")
     out = workdir / "tfjs"
-    source = saved.extra.get("source")
-    signature = (saved.extra.get("signature") or (source.details.get("signature") if source else None)
-                 or ctx.signature or "serving_default")
+    signature = signature_of(saved, ctx.signature)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": "-1"}
     process = subprocess.run([sys.executable, "-m", "modelport.converters.savedmodel2tfjs", str(saved.path), str(out),
                               signature], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)

@@ -15,15 +15,14 @@ from .._lazy import captured_output, require
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
 from ..formats import Format
+from ..sources.tensorflow import signature_of
 from .base import EdgeContext
 
 
 def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     from ..targets.tflite import LiteRTRunner
 
-    source = saved.extra.get("source")
-    signature = (saved.extra.get("signature") or (source.details.get("signature") if source else None)
-                 or ctx.signature or "serving_default")
+    signature = signature_of(saved, ctx.signature)
     out = workdir / "model.tflite"
     with captured_output(ctx.verbose) as log:
         tf = require("tensorflow", purpose="to convert SavedModels to TFLite")

@@ -21,6 +21,14 @@ def tf_spec(name: str, spec: Any) -> TensorSpec:
     return TensorSpec(name, shape, spec.dtype.name)
 
 
+def signature_of(saved, fallback: str | None = None) -> str:
+    """The signature an edge should use for a SavedModel artifact: the one it was made or loaded
+    with, else --signature, else serving_default."""
+    source = saved.extra.get("source")
+    return (saved.extra.get("signature") or (source.details.get("signature") if source else None)
+            or fallback or DEFAULT_SIGNATURE)
+
+
 def choose_signature(signatures: dict, wanted: str | None, where: str) -> str:
     names = sorted(signatures)
     if wanted:

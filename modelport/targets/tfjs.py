@@ -63,8 +63,6 @@ class TfjsRunner(Runner):
     runtime = "tfjs (node, cpu backend)"
 
     def _load(self) -> None:
-        import numpy as np  # noqa: F401 - needed by _run; fail early if missing
-
         node, folder = check_node()
         model_dir = (self.path if self.path.is_dir() else self.path.parent).resolve()  # node runs elsewhere
         if not (model_dir / "model.json").is_file():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import BackendMissing, BadInput
-from ..spec import TensorSpec
+from ..spec import TensorSpec, dequantize, quantize
 from .base import Runner, TargetSpec, Tolerance
 
 SPEC = TargetSpec(
@@ -91,17 +91,14 @@ class LiteRTRunner(Runner):
         scale, zero = detail.get("quantization", (0.0, 0))
         dtype = np.dtype(detail["dtype"])
         if scale and np.issubdtype(value.dtype, np.floating) and np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            return np.clip(np.round(value / scale + zero), info.min, info.max).astype(dtype)
+            return quantize(value, scale, zero, dtype.name)
         return value.astype(dtype, copy=False)
 
     def _dequantize(self, name: str, value):
         import numpy as np
 
         scale, zero = self._out_details[name].get("quantization", (0.0, 0))
-        if scale and np.issubdtype(value.dtype, np.integer):
-            return (value.astype(np.float32) - zero) * np.float32(scale)
-        return value
+        return dequantize(value, scale, zero) if scale and np.issubdtype(value.dtype, np.integer) else value
 
     def _run(self, feeds):
         feeds = {name: self._quantize(name, value) for name, value in feeds.items()}

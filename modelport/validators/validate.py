@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..converters import graph
 from ..errors import BackendMissing, ModelportError
+from ..spec import dequantize, quantize
 from ..targets.base import Tolerance
 from .compare import compare_output
 from .data import load_samples, make_feeds
@@ -29,20 +30,6 @@ def inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
     for i, p in enumerate(perm):
         result[p] = i
     return tuple(result)
-
-
-def quantize(value: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
-    """Float to the integers a quantized tensor stores (round half to even, as TFLite)."""
-    import numpy as np
-
-    info = np.iinfo(np.dtype(dtype))
-    return np.clip(np.round(value / np.float32(scale)) + zero_point, info.min, info.max).astype(dtype)
-
-
-def dequantize(value: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    import numpy as np
-
-    return (value.astype(np.float32) - zero_point) * np.float32(scale)
 
 
 def to_artifact_feeds(artifact: Artifact, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

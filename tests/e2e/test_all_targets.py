@@ -5,8 +5,6 @@ import os
 import shutil
 import sys
 
-import numpy as np
-import pytest
 
 from modelport import api
 from modelport.converters import graph

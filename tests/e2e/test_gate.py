@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, error_line, run_cli
+from tests.conftest import error_line, run_cli
 
 
 @pytest.fixture(scope="module")

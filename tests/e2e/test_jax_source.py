@@ -3,8 +3,6 @@ interpreter, each result compared with JAX's own outputs. Conversions run one at
 
 import importlib.util
 import json
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -15,7 +13,7 @@ from modelport import api
 from modelport.errors import BadInput
 from modelport.sources import LoadOptions, load_source
 from modelport.spec import parse_input
-from tests.conftest import ROOT, error_line, run_cli
+from tests.conftest import ROOT, error_line, litert_in_clean_process, run_cli
 
 JAX_FILE = ROOT / "fixtures" / "models" / "tiny_jax.py"
 
@@ -43,21 +41,6 @@ def _assert_close(result, atol=1e-5):
         assert min(o.cosine for o in item.numeric.outputs) > 0.9999
 
 
-def _litert_in_clean_process(tflite, feeds: dict) -> dict:
-    """Run a .tflite in a fresh Python that never imported TensorFlow, as a device would."""
-    script = textwrap.dedent("""
-        import sys, numpy as np
-        from ai_edge_litert.interpreter import Interpreter
-        assert "tensorflow" not in sys.modules
-        runner = Interpreter(model_path=sys.argv[1]).get_signature_runner()
-        np.savez(sys.argv[3], **runner(**dict(np.load(sys.argv[2]))))
-    """)
-    inp, out = tflite.parent / "feeds.npz", tflite.parent / "produced.npz"
-    np.savez(inp, **feeds)
-    subprocess.run([sys.executable, "-c", script, str(tflite), str(inp), str(out)], check=True, timeout=120)
-    return dict(np.load(out))
-
-
 def test_fn_params_examples_to_onnx_and_tflite_and_an_independent_rerun_agrees(tmp_path):
     result = _convert(_entry("build_mlp"), tmp_path)
     _assert_close(result)
@@ -71,7 +54,7 @@ def test_fn_params_examples_to_onnx_and_tflite_and_an_independent_rerun_agrees(t
     tiny = _fixture_module()
     x = np.random.default_rng(11).uniform(-3, 3, (2, 4)).astype(np.float32)
     probs, hidden = (np.asarray(a) for a in tiny.mlp(tiny.mlp_params(), x))
-    produced = _litert_in_clean_process(tflite.path, {"x": x})
+    produced = litert_in_clean_process(tflite.path, {"x": x})
     np.testing.assert_allclose(produced["output_0"], probs, atol=1e-5)
     np.testing.assert_allclose(produced["output_1"], hidden, atol=1e-5)
     import onnxruntime as ort
@@ -105,7 +88,7 @@ def test_partial_with_a_named_dim_stays_dynamic(tmp_path):
 
     dim = onnx.load(str(tmp_path / "out" / "model.onnx")).graph.input[0].type.tensor_type.shape.dim[0]
     assert dim.dim_param and not dim.dim_value
-    produced = _litert_in_clean_process(tmp_path / "out" / "model.tflite",
+    produced = litert_in_clean_process(tmp_path / "out" / "model.tflite",
                                         {"x": np.ones((3, 4), np.float32)})
     assert produced["output_0"].shape == (3, 3)
 

@@ -2,16 +2,13 @@
 interpreter running in a process without TensorFlow. Models are built here with TFLiteConverter."""
 
 import json
-import subprocess
-import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
 
 from modelport import api
-from tests.conftest import error_line, run_cli
+from tests.conftest import error_line, litert_in_clean_process, run_cli
 
 
 @pytest.fixture(scope="session")
@@ -31,21 +28,6 @@ def _by_target(result):
 
 def _worst(item):
     return max(o.max_abs_diff for o in item.numeric.outputs)
-
-
-def _litert_in_clean_process(tflite, feeds: dict) -> dict:
-    """The signature runner in a fresh Python that never imported TensorFlow, as on a device."""
-    script = textwrap.dedent("""
-        import sys, numpy as np
-        from ai_edge_litert.interpreter import Interpreter
-        assert "tensorflow" not in sys.modules
-        runner = Interpreter(model_path=sys.argv[1]).get_signature_runner()
-        np.savez(sys.argv[3], **runner(**dict(np.load(sys.argv[2]))))
-    """)
-    inp, out = tflite.parent / "in.npz", tflite.parent / "outputs.npz"
-    np.savez(inp, **feeds)
-    subprocess.run([sys.executable, "-c", script, str(tflite), str(inp), str(out)], check=True, timeout=120)
-    return dict(np.load(out))
 
 
 def test_float_tflite_to_onnx_and_tflite(tflite_models, tmp_path):
@@ -71,7 +53,7 @@ def test_float_tflite_to_onnx_and_tflite(tflite_models, tmp_path):
     import onnxruntime as ort
 
     image = np.random.default_rng(3).uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)  # batch 2: dynamic
-    expected = _litert_in_clean_process(source, {"image": image})
+    expected = litert_in_clean_process(source, {"image": image})
     session = ort.InferenceSession(str(items["onnx"].path), providers=["CPUExecutionProvider"])
     produced = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": image})))
     np.testing.assert_allclose(produced["output_0"], expected["output_0"], atol=1e-5)

@@ -2,16 +2,13 @@
 interpreter, numbers compared. The produced artifacts are also re-run independently here."""
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
-import pytest
 
 from modelport import api
 from modelport.spec import parse_input
-from tests.conftest import error_line, run_cli
+from tests.conftest import error_line, litert_in_clean_process, run_cli
 
 
 def _convert(source, tmp_path, targets=("onnx", "tflite"), **options):
@@ -25,22 +22,6 @@ def _torch_reference(source, feeds):
     with torch.no_grad():
         outputs = program.module()(*(torch.from_numpy(v) for v in feeds))
     return [o.numpy() for o in outputs]
-
-
-def _litert_in_clean_process(tflite, feeds: dict) -> dict:
-    """Run a .tflite in a fresh Python that has never imported TensorFlow, as a device would."""
-    script = textwrap.dedent("""
-        import sys, numpy as np
-        from ai_edge_litert.interpreter import Interpreter
-        assert "tensorflow" not in sys.modules
-        feeds = dict(np.load(sys.argv[2]))
-        runner = Interpreter(model_path=sys.argv[1]).get_signature_runner()
-        np.savez(sys.argv[3], **runner(**feeds))
-    """)
-    inp, out = tflite.parent / "in.npz", tflite.parent / "outputs.npz"
-    np.savez(inp, **feeds)
-    subprocess.run([sys.executable, "-c", script, str(tflite), str(inp), str(out)], check=True, timeout=120)
-    return dict(np.load(out))
 
 
 def test_pt2_to_onnx_and_tflite_validates_and_an_independent_rerun_agrees(models, tmp_path):
@@ -60,7 +41,7 @@ def test_pt2_to_onnx_and_tflite_validates_and_an_independent_rerun_agrees(models
     # Independent check of the "passed": torch itself vs. LiteRT in a process without TensorFlow.
     image = np.random.default_rng(7).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
     features, probs = _torch_reference(models["cnn_pt2"], [image])
-    produced = _litert_in_clean_process(tflite.path, {"image": image.transpose(0, 2, 3, 1)})
+    produced = litert_in_clean_process(tflite.path, {"image": image.transpose(0, 2, 3, 1)})
     np.testing.assert_allclose(produced["output_0"], features.transpose(0, 2, 3, 1), atol=1e-4)
     np.testing.assert_allclose(produced["output_1"], probs, atol=1e-5)
 
@@ -80,7 +61,7 @@ def test_dynamic_batch_stays_dynamic(models, tmp_path):
     onnx_input = onnx.load(str(tmp_path / "out" / "model.onnx")).graph.input[0]
     assert onnx_input.type.tensor_type.shape.dim[0].dim_param  # still a named, dynamic dim
     image = np.random.default_rng(1).uniform(-1, 1, (3, 16, 16, 3)).astype(np.float32)  # batch 3, NHWC
-    produced = _litert_in_clean_process(tmp_path / "out" / "model.tflite", {"image": image})
+    produced = litert_in_clean_process(tmp_path / "out" / "model.tflite", {"image": image})
     assert produced["output_1"].shape == (3, 5)
 
 
