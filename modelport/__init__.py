@@ -9,7 +9,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {"convert", "ConvertOptions", "ConvertResult", "TargetResult"}
+_API = {"convert", "validate", "bench", "check", "inspect", "explain", "ConvertOptions", "ValidateOptions",
+        "BenchOptions", "ConvertResult", "TargetResult", "Status"}
 
 
 def __getattr__(name: str) -> Any:

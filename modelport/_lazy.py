@@ -16,42 +16,43 @@ from types import ModuleType
 
 from .errors import BackendMissing
 
-# Which extra of `pip install modelport[...]` brings each backend module.
-EXTRA_FOR_MODULE: dict[str, str] = {
-    "torch": "torch",
-    "onnx": "onnx",
-    "onnxruntime": "onnx",
-    "onnxscript": "torch",
-    "onnx2tf": "tf",
-    "tensorflow": "tf",
-    "tf_keras": "tf",
-    "tf2onnx": "tf",
-    "keras": "tf",
-    "ai_edge_litert": "tflite",
-    "tensorflowjs": "tfjs",
-    "jax": "jax",
-    "onnx2torch": "torch",
-}
+# TensorFlow, absl and jaxlib read these once, when they load: without them they flood stderr and
+# probe for CUDA (an error line on every machine without a GPU).
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "ABSL_MIN_LOG_LEVEL": "3",
+             "CUDA_VISIBLE_DEVICES": "-1"}
+_QUIET_MODULES = {"tensorflow", "onnx2tf", "tf2onnx", "tf_keras", "keras", "tensorflowjs", "jax", "jaxlib"}
 
 
-def quiet_env() -> None:
-    """Environment that keeps TensorFlow and absl from flooding stderr; must run before TF loads."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    # No GPU is used; hiding CUDA also silences TF's cuInit error on machines without one.
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
-
-
-def require(module: str, extra: str | None = None, purpose: str = "") -> ModuleType:
-    """Import `module` or raise BackendMissing naming the extra that installs it."""
-    if module.split(".")[0] in {"tensorflow", "onnx2tf", "tf2onnx", "tf_keras", "keras", "tensorflowjs"}:
-        quiet_env()
+@contextlib.contextmanager
+def scoped_env(values: dict[str, str], override: bool = False) -> Iterator[None]:
+    """Set environment variables for the block only (without override, only those not set), then
+    put the environment back exactly: a library call must leave the process as it found it."""
+    saved = {key: os.environ.get(key) for key in values}
+    for key, value in values.items():
+        if override or key not in os.environ:
+            os.environ[key] = value
     try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def require(module: str, extra: str = "all", purpose: str = "") -> ModuleType:
+    """Import `module` or raise BackendMissing naming the extra that installs it.
+
+    Callers check a format's or edge's declared requirement first (which names the right extra);
+    this is the last line, for a module that vanished in between."""
+    try:
+        if module.split(".")[0] in _QUIET_MODULES:
+            with scoped_env(QUIET_ENV):
+                return importlib.import_module(module)
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
-        extra = extra or EXTRA_FOR_MODULE.get(top, "all")
         why = f" (needed {purpose})" if purpose else ""
         raise BackendMissing(
             f"The Python package '{top}' is not installed{why}.",
@@ -91,11 +92,11 @@ def captured_output(verbose: bool) -> Iterator[io.StringIO]:
             buffer.write(sink.read().decode("utf-8", "replace"))
 
 
-def require_installed(module: str, extra: str | None = None, purpose: str = "") -> None:
+def require_installed(module: str, extra: str = "all", purpose: str = "") -> None:
     """Check that `module` is installed without importing it (for packages used in a child process)."""
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
         why = f" (needed {purpose})" if purpose else ""
         raise BackendMissing(f"The Python package '{module}' is not installed{why}.",
-                             f"Install it with: pip install 'modelport[{extra or EXTRA_FOR_MODULE.get(module, 'all')}]'")
+                             f"Install it with: pip install 'modelport[{extra}]'")

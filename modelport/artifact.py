@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .formats import Format
 from .spec import TensorSpec
 
 
@@ -67,7 +66,7 @@ class IOMapping:
 @dataclass(frozen=True)
 class Artifact:
     path: Path
-    format: Format
+    format: str                           # the content kind: "onnx", "tflite", "pt2", ...
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     io: IOMapping = field(default_factory=IOMapping)
@@ -75,6 +74,7 @@ class Artifact:
     layout: str = "nchw"                  # "nchw" (as the source) or "nhwc"
     quantization: str = "none"
     extra: dict[str, Any] = field(default_factory=dict)  # edge-specific facts (exporter, opset, ...)
+    companions: tuple[Path, ...] = ()     # files that belong beside `path` (e.g. ORT's operator config)
 
     def with_(self, **changes: Any) -> Artifact:
         return replace(self, **changes)
@@ -113,7 +113,7 @@ def write_sidecar(artifact: Artifact, source_name: str) -> dict:
     return {
         "schema": "modelport.artifact/1",
         "source": source_name,
-        "format": artifact.format.value,
+        "format": artifact.format,
         "path": list(artifact.path_taken),
         "layout": artifact.layout,
         "quantization": artifact.quantization,

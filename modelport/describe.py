@@ -9,15 +9,14 @@ from typing import Any
 
 from .artifact import sha256_of, size_of
 from .errors import BadInput
-from .formats import FRAMEWORK_OF, Format, detect
 
 
 def describe_loaded(model: Any, source: str) -> dict[str, Any]:
     """Describe a loaded SourceModel."""
-    from_entry = model.format.value in ("torch", "jax")  # entry points: describe the .py file
+    from_entry = model.format in ("torch", "jax")  # entry points: describe the .py file
     path = Path(source.rpartition(":")[0]) if from_entry else Path(source)
     described: dict[str, Any] = {
-        "path": source, "format": model.format.value, "framework": model.framework,
+        "path": source, "format": model.format, "framework": model.framework,
         "evidence": model.details.get("evidence"),
         "size_bytes": size_of(path) if path.exists() else None,
         "sha256": sha256_of(path) if path.exists() else None,
@@ -62,7 +61,7 @@ def describe_tfjs(source: str) -> dict[str, Any]:
 
     signature = document.get("signature") or topology.get("signature") or {}
     folder = path if path.is_dir() else path.parent
-    return {"path": source, "format": Format.TFJS.value, "framework": FRAMEWORK_OF[Format.TFJS],
+    return {"path": source, "format": "tfjs", "framework": "tfjs",
             "evidence": "model.json", "size_bytes": size_of(folder), "sha256": sha256_of(folder),
             "inputs": specs(signature.get("inputs")), "outputs": specs(signature.get("outputs")),
             "parameters": parameters, "ops": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -70,13 +69,10 @@ def describe_tfjs(source: str) -> dict[str, Any]:
             "converted_by": document.get("convertedBy")}
 
 
-def inspect_source(source: str, options: Any, framework: str | None = None) -> dict[str, Any]:
-    if detect(source).format == Format.TFJS:
-        return describe_tfjs(source)
-    from .sources import load_source
-
-    model = load_source(source, options, framework=framework)
-    try:
-        return describe_loaded(model, source)
-    finally:
-        model.close()
+def describe_runner(runner: Any, source: str, kind: str) -> dict[str, Any]:
+    """A model its format can only run, not read as a source: I/O from its runtime (loaded, not run)."""
+    path = Path(source)
+    return {"path": source, "format": kind, "framework": kind, "evidence": None,
+            "size_bytes": size_of(path), "sha256": sha256_of(path), "runtime": runner.runtime,
+            "inputs": [s.to_json() for s in runner.inputs], "outputs": [s.to_json() for s in runner.outputs],
+            "parameters": None, "ops": {}}

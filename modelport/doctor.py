@@ -1,87 +1,55 @@
-"""`modelport doctor`: which backends are installed here, and so which sources and targets work.
-
-Versions come from package metadata and `find_spec`, so the check imports no framework."""
+"""`modelport doctor`: which backends are installed here, and so which formats read, run and
+convert. Everything is derived from the format registry; nothing is imported to find out."""
 
 from __future__ import annotations
 
 import importlib.util
 import platform
-import shutil
-import subprocess
 from importlib import metadata
 from typing import Any
 
-# Python packages and the import name that proves each is there.
-BACKENDS = {
-    "torch": "torch", "onnx": "onnx", "onnxruntime": "onnxruntime", "onnxscript": "onnxscript",
-    "tensorflow": "tensorflow", "keras": "keras", "tf_keras": "tf_keras", "tf2onnx": "tf2onnx",
-    "onnx2tf": "onnx2tf", "onnxsim": "onnxsim", "ai-edge-litert": "ai_edge_litert",
-    "tflite-runtime": "tflite_runtime", "tensorflowjs": "tensorflowjs", "onnx2torch": "onnx2torch",
-    "jax": "jax", "jaxlib": "jaxlib", "matplotlib": "matplotlib",
-}
-
-SOURCES = {
-    "torch (.pt2, TorchScript, file.py:name)": ["torch"],
-    "onnx": ["onnx", "onnxruntime"],
-    "tensorflow SavedModel": ["tensorflow", "tf2onnx"],
-    "keras (.keras, .h5)": ["tensorflow", "keras", "tf_keras", "tf2onnx"],
-    "jax (file.py:name)": ["jax", "tensorflow", "tf2onnx"],
-    "tflite": ["tf2onnx", "litert"],
-}
-TARGETS = {
-    "onnx": ["onnx", "onnxruntime"],
-    "tflite": ["onnx2tf", "tensorflow", "litert"],
-    "torchscript": ["torch", "onnx2torch"],
-    "savedmodel": ["onnx2tf", "tensorflow"],
-    "tfjs": ["tensorflowjs", "tensorflow", "node", "tfjs"],
-}
+from .formats.base import load_object
+from .registry import Registry, default
 
 
-def _installed(name: str) -> tuple[bool, str | None]:
-    module = BACKENDS[name]
-    if importlib.util.find_spec(module) is None:
-        return False, None
+def _version(dist: str) -> str | None:
     try:
-        return True, metadata.version(name)
+        return metadata.version(dist)
     except metadata.PackageNotFoundError:
-        return True, "?"
+        return None
 
 
-def _node() -> tuple[bool, str | None]:
-    node = shutil.which("node")
-    if not node:
-        return False, None
-    try:
-        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10)
-        return True, out.stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return False, None
+def diagnose(registry: Registry | None = None) -> dict[str, Any]:
+    registry = registry or default()
+    modules = sorted({m for r in [s.requirement for s in registry.formats.values()] +
+                      [e.requirement for e in registry.edges] for m in (*r.modules, *r.any_of)})
+    dists = metadata.packages_distributions()
+    backends: dict[str, dict[str, Any]] = {}
+    for module in modules:
+        installed = importlib.util.find_spec(module) is not None
+        dist = (dists.get(module) or [module])[0]
+        backends[module] = {"installed": installed, "version": _version(dist) if installed else None,
+                            "package": dist}
+    for spec in registry.formats.values():  # non-Python runtimes (Node.js for TF.js)
+        if spec.requirement.versions:
+            backends.update(load_object(spec.requirement.versions)())
 
+    def verdict(problem: Any) -> dict[str, Any]:
+        return {"works": problem is None, "missing": [] if problem is None else [problem.one_line()]}
 
-def diagnose() -> dict[str, Any]:
-    from .targets.tfjs import install_command, tfjs_version
-
-    backends = {}
-    for name in BACKENDS:
-        ok, version = _installed(name)
-        backends[name] = {"installed": ok, "version": version}
-    node_ok, node_version = _node()
-    tfjs = tfjs_version()
-    backends["node"] = {"installed": node_ok, "version": node_version}
-    backends["tfjs"] = {"installed": tfjs is not None, "version": tfjs,
-                        "install": None if tfjs else install_command()}
-    have = {name for name, info in backends.items() if info["installed"]}
-    if backends["ai-edge-litert"]["installed"] or backends["tflite-runtime"]["installed"]:
-        have.add("litert")
-
-    def verdict(needs: list[str]) -> dict[str, Any]:
-        missing = [n for n in needs if n not in have]
-        if "keras" in missing and "tf_keras" in have:  # either Keras serves .h5; .keras needs Keras 3
-            missing.remove("keras")
-        if "tf_keras" in missing and "keras" in have:
-            missing.remove("tf_keras")
-        return {"works": not missing, "missing": missing}
-
+    sources = {f"{s.name}: {s.description}": verdict(s.requirement.problem(f"to read {s.name} models"))
+               for s in registry.formats.values() if s.source}
+    targets: dict[str, dict[str, Any]] = {}
+    for name in registry.targets():
+        spec = registry.spec(name)
+        runs = verdict(spec.requirement.problem(f"to run {name} models"))
+        into = {e.name: verdict(e.requirement.problem(f"for {e.name}")) for e in registry.edges if e.dst == name}
+        works = runs["works"] and (not into or any(v["works"] for v in into.values()))
+        missing = runs["missing"] + [m for v in into.values() for m in v["missing"]]
+        targets[name] = {"works": works, "missing": list(dict.fromkeys(missing)), "runtime": runs["works"],
+                         "converters": {k: v["works"] for k, v in into.items()}}
     return {"python": platform.python_version(), "platform": platform.platform(), "backends": backends,
-            "sources": {name: verdict(needs) for name, needs in SOURCES.items()},
-            "targets": {name: verdict(needs) for name, needs in TARGETS.items()}}
+            "sources": sources, "targets": targets,
+            "edges": [{"name": e.name, "from": e.src, "to": e.dst, "extra": e.requirement.extra,
+                       "works": e.requirement.problem(e.name) is None} for e in registry.edges],
+            "plugins": {"problems": registry.problems}}

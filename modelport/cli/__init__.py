@@ -45,7 +45,11 @@ def main() -> None:
     Example:
       modelport convert model.pt2 --to onnx,tflite
     """
-    # Before anything can import TensorFlow: keep its C++ logs and CUDA probing quiet.
-    from .._lazy import quiet_env
+    # The CLI owns its process: keep TensorFlow's C++ logs and CUDA probing quiet for all of it,
+    # child processes (LiteRT, tf2onnx) included. Library calls scope this to each import instead.
+    import os
 
-    quiet_env()
+    from .._lazy import QUIET_ENV
+
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)

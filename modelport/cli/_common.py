@@ -93,6 +93,21 @@ def parse_many(parser: Callable[[str], Any], values: tuple[str, ...]) -> tuple[A
     return tuple(parser(v) for v in values)
 
 
+def fail_on(result: Any, prefix: str = "") -> None:
+    """Exit with the result's code, printing the one line of the target that decided it."""
+    problem = result.first_problem()
+    if problem is not None:
+        click.echo(f"Error: {prefix}{problem.error}", err=True)
+        raise SystemExit(result.exit_code)
+
+
+def registry_choices(kind: str) -> list[str]:
+    """CLI choices derived from the format registry: "targets" or "frameworks"."""
+    from ..registry import default
+
+    return default().targets() if kind == "targets" else default().frameworks()
+
+
 def positive(name: str, value: int) -> int:
     if value < 1:
         raise BadInput(f"{name} must be at least 1 (got {value}).", f"Pass {name} 1 or more.")
@@ -117,16 +132,16 @@ def write_reports(results: list, threads: int, report=None, junit=None, markdown
     """Write each requested report (atomically); all formats render the same JSON documents."""
     if not any((report, junit, markdown, html)):
         return
-    from ..api import _write_atomic
+    from ..api import write_atomic
     from ..validators.report import dumps, report_json
 
     documents = [report_json(r, threads) for r in results]
     if report:
-        _write_atomic(dumps(document if document is not None else documents[0]), report)
+        write_atomic(dumps(document if document is not None else documents[0]), report)
     if junit or markdown or html:
         from ..validators import report_formats
 
         for path, render in ((junit, report_formats.junit_xml), (markdown, report_formats.markdown),
                              (html, report_formats.html)):
             if path:
-                _write_atomic(render(documents), path)
+                write_atomic(render(documents), path)

@@ -54,5 +54,5 @@ def bench(model: str, runs: int, warmup: int, threads: int, inputs: tuple[str, .
     if ratio is not None:
         console.print(f"p50 ratio ({results[0].model} / {results[1].model}): {ratio:.2f}", highlight=False)
     if report:
-        api._write_atomic(dumps({"schema": "modelport.bench/1", "environment": environment(threads),
+        api.write_atomic(dumps({"schema": "modelport.bench/1", "environment": environment(threads),
                                  "results": [r.to_json() for r in results], "p50_ratio": ratio}), report)

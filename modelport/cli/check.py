@@ -33,7 +33,7 @@ def check(config: Path | None, output: Path | None, report: Path | None, junit: 
                 "config": str(result.config), "passed": result.passed, "exit_code": result.exit_code,
                 "models": [report_json(r, 1) for r in results]}
     write_reports(results, 1, report=report, junit=junit, markdown=markdown, html=html, document=document)
-    if result.exit_code:
+    if result.exit_code:  # the first target whose verdict decided the code, and how many more share it
         failing = [(name, t) for name, r in result.models for t in r.targets if t.exit_code == result.exit_code]
         name, item = failing[0]
         more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""

@@ -6,20 +6,22 @@ from pathlib import Path
 
 import click
 
-from ._common import Progress, handle_errors, parse_many, positive, report_options, write_reports
+from ._common import (Progress, fail_on, handle_errors, parse_many, positive, registry_choices, report_options,
+                      write_reports)
 
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("source")
 @click.option("--to", "to", required=True, metavar="T[,T...]|all",
-              help="Targets: onnx, tflite, torchscript, savedmodel, tfjs (comma-separated), or all.")
+              help=f"Targets: {', '.join(registry_choices('targets'))} (comma-separated), or all (every target "
+                   "reachable and installed here).")
 @click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None,
               help="Output directory [default: ./modelport-out/<source name>/].")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
               help="Input shape, e.g. x:1x3x224x224 or ids:batchx128:int64 (a named dim stays dynamic).")
 @click.option("--input-range", "input_ranges", multiple=True, metavar="NAME:LOW:HIGH",
               help="Value range of seeded sample data for an input, e.g. input_ids:0:30522.")
-@click.option("--framework", type=click.Choice(["torch", "tensorflow", "keras", "jax", "onnx", "tflite"]), default=None,
+@click.option("--framework", type=click.Choice(registry_choices("frameworks")), default=None,
               help="Read SOURCE as this framework instead of detecting it from its content.")
 @click.option("--signature", default=None, help="SavedModel signature to convert [default: serving_default].")
 @click.option("--opset", type=int, default=None, help="ONNX opset to export [default: 17]; converts ONNX sources.")
@@ -84,7 +86,5 @@ def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], 
         result = api.convert(source, options, progress)
     convert_table(result)
     write_reports([result], options.threads, report=report, junit=junit, markdown=markdown, html=html)
-    if result.exit_code:
-        failing = [t for t in result.targets if t.exit_code == result.exit_code][0]
-        click.echo(f"Error: {failing.target}: {failing.error}", err=True)
-        raise SystemExit(result.exit_code)
+    problem = result.first_problem()
+    fail_on(result, prefix=f"{problem.target}: " if problem else "")

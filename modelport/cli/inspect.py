@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import handle_errors, parse_many
+from ._common import handle_errors, parse_many, registry_choices
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -12,7 +12,7 @@ from ._common import handle_errors, parse_many
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
               help="Input shape, for models that do not record it (TorchScript, entry points).")
-@click.option("--framework", type=click.Choice(["torch", "tensorflow", "keras", "jax", "onnx", "tflite"]),
+@click.option("--framework", type=click.Choice(registry_choices("frameworks")),
               default=None, help="Read MODEL as this framework instead of detecting it from its content.")
 @click.option("--signature", default=None, help="SavedModel signature [default: serving_default].")
 @click.option("--trust-remote-code", is_flag=True, help="Allow loading files that run Python code when loaded.")
@@ -21,14 +21,13 @@ from ._common import handle_errors, parse_many
 def inspect(model: str, as_json: bool, inputs: tuple[str, ...], framework: str | None, signature: str | None,
             trust_remote_code: bool, verbose: bool) -> None:
     """Show what MODEL is: format, framework, inputs and outputs, parameters, size and ops."""
-    from ..describe import inspect_source
-    from ..sources import LoadOptions
+    from .. import api
     from ..spec import parse_input
     from ..validators.report import dumps
 
-    options = LoadOptions(inputs=parse_many(parse_input, inputs), trust_remote_code=trust_remote_code,
-                          signature=signature, verbose=verbose, describe_only=True)
-    described = inspect_source(model, options, framework)
+    options = api.ModelOptions(inputs=parse_many(parse_input, inputs), trust_remote_code=trust_remote_code,
+                               signature=signature, verbose=verbose)
+    described = api.inspect(model, options, framework)
     if as_json:
         click.echo(dumps(described), nl=False)
         return

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ..api import ConvertResult
-
 from ..artifact import human_size
 
-_STYLE = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
+
+def escape(text: str) -> str:
+    """Error text may hold '[...]', which rich would read as markup and swallow."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+if TYPE_CHECKING:
+    from ..results import CheckResult, ConvertResult
+
+_STYLE = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow", "converted": "cyan"}
 
 
 def convert_table(result: ConvertResult, title: str | None = None) -> None:
@@ -24,7 +31,7 @@ def convert_table(result: ConvertResult, title: str | None = None) -> None:
     for column in ("target", "status", "path", "size", "max abs diff", "cosine", "p50 ms", "conversion path", "seconds"):
         table.add_column(column, justify="right" if column in ("size", "max abs diff", "cosine", "p50 ms", "seconds") else "left")
     for item in result.targets:
-        status = "converted" if item.status == "skipped" else item.status
+        status = item.status
         numeric = item.numeric
         worst = max(numeric.outputs, key=lambda o: o.max_abs_diff) if numeric and numeric.outputs else None
         table.add_row(
@@ -39,7 +46,9 @@ def convert_table(result: ConvertResult, title: str | None = None) -> None:
     console.print(table)
     for item in result.targets:
         if item.error:
-            console.print(f"[{_STYLE[item.status]}]{item.target}:[/] {item.error}", highlight=False)
+            console.print(f"[{_STYLE[item.status]}]{item.target}:[/] {escape(item.error)}", highlight=False)
+        for note in item.notes:
+            console.print(f"[dim]{item.target}: {escape(note)}[/]", highlight=False)
 
 
 def inspect_tables(described: dict) -> None:
@@ -75,7 +84,7 @@ def inspect_tables(described: dict) -> None:
         console.print(f"ops ({sum(ops.values())}): {shown}{more}", highlight=False)
 
 
-def check_table(result) -> None:
+def check_table(result: CheckResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -102,4 +111,5 @@ def check_table(result) -> None:
     for name, converted in result.models:
         for item in converted.targets:
             if item.error:
-                console.print(f"[{_STYLE[item.status]}]{name} -> {item.target}:[/] {item.error}", highlight=False)
+                console.print(f"[{_STYLE[item.status]}]{name} -> {item.target}:[/] {escape(item.error)}",
+                              highlight=False)

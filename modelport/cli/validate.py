@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import report_options, Progress, handle_errors, parse_many, positive, write_reports
+from ._common import Progress, fail_on, handle_errors, parse_many, positive, report_options, write_reports
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -61,7 +61,4 @@ def validate(reference: str, candidate: str, inputs: tuple[str, ...], input_rang
         result = api.validate(reference, candidate, options, progress)
     convert_table(result, title=f"modelport validate: {reference} vs {candidate}")
     write_reports([result], threads, report=report, junit=junit, markdown=markdown, html=html)
-    if result.exit_code:
-        failing = [t for t in result.targets if t.exit_code == result.exit_code][0]
-        click.echo(f"Error: {failing.error}", err=True)
-        raise SystemExit(result.exit_code)
+    fail_on(result)

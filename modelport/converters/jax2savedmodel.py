@@ -23,8 +23,8 @@ from typing import Any
 from .._lazy import captured_output, require
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
-from ..formats import Format
 from ..spec import TensorSpec
+from ..formats.base import Edge, Requirement
 from .base import EdgeContext
 
 SIGNATURE = "serving_default"
@@ -68,9 +68,10 @@ def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     jax = require("jax", purpose="to convert JAX functions")
     jax2tf = require("jax.experimental.jax2tf", purpose="to convert JAX functions")
     np = require("numpy")
-    from ..sources.jax import BoundFunction, jax_dtype
+    from ..sources.jax import JaxModel, BoundFunction, jax_dtype
 
-    model = source.extra["source"]
+    model = ctx.source
+    assert isinstance(model, JaxModel), "this edge converts a loaded jax source"
     bound: BoundFunction = model.handle
     inputs, outputs = list(source.inputs), list(source.outputs)
     taken: set[str] = set()
@@ -109,9 +110,13 @@ def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
                                    f"{_first_line(exc)}", _hint(exc)) from exc
     io = IOMapping(tuple(TensorLink(n, s.name) for n, s in zip(in_names, inputs)),
                    tuple(TensorLink(n, s.name) for n, s in zip(out_names, outputs)))
-    return Artifact(path=out, format=Format.SAVEDMODEL,
+    return Artifact(path=out, format="savedmodel",
                     inputs=tuple(TensorSpec(n, s.shape, s.dtype) for n, s in zip(in_names, inputs)),
                     outputs=tuple(TensorSpec(n, s.shape, s.dtype) for n, s in zip(out_names, outputs)),
                     io=source.io.then(io), path_taken=(*source.path_taken, "savedmodel"),
                     extra={"signature": SIGNATURE, "converter": "jax2tf", "native_serialization": False,
                            "enable_xla": False, "parameters": "variables" if bound.arrays else "constants"})
+
+
+EDGES = (Edge("jax2savedmodel", "jax", "savedmodel", "modelport.converters.jax2savedmodel:convert",
+              Requirement("jax", modules=("jax", "tensorflow"))),)

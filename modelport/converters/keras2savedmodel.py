@@ -10,14 +10,16 @@ from pathlib import Path
 from .._lazy import captured_output, require
 from ..artifact import Artifact, IOMapping
 from ..errors import ConversionFailed
-from ..formats import Format
 from ..sources.tensorflow import DEFAULT_SIGNATURE, tf_spec
+from ..formats.base import Edge, Requirement
+from ..sources.keras import KerasModel
 from .base import EdgeContext
 from .savedmodel2onnx import link_by_name_or_position
 
 
 def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
-    model = source.extra["source"]
+    model = ctx.source
+    assert isinstance(model, KerasModel), "this edge converts a loaded keras source"
     out = workdir / "saved_model"
     with captured_output(ctx.verbose) as log:
         tf = require("tensorflow", purpose="to export Keras models")
@@ -38,7 +40,7 @@ def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
                                                 key=lambda item: _output_order(item[0]))]
     io = IOMapping(link_by_name_or_position(list(source.inputs), inputs),
                    link_by_name_or_position(list(source.outputs), outputs))
-    return Artifact(path=out, format=Format.SAVEDMODEL, inputs=tuple(inputs), outputs=tuple(outputs),
+    return Artifact(path=out, format="savedmodel", inputs=tuple(inputs), outputs=tuple(outputs),
                     io=source.io.then(io), path_taken=(*source.path_taken, "savedmodel"), layout="nhwc",
                     extra={"signature": DEFAULT_SIGNATURE, "converter": f"{model.flavour} export"})
 
@@ -47,3 +49,7 @@ def _output_order(name: str) -> tuple[int, str]:
     """Keras 3 names exported outputs output_0, output_1, ... in model order; keep that order."""
     suffix = name.rpartition("_")[2]
     return (int(suffix), name) if suffix.isdigit() else (1 << 30, name)
+
+
+EDGES = (Edge("keras2savedmodel", "keras", "savedmodel", "modelport.converters.keras2savedmodel:convert",
+              Requirement("tf", modules=("tensorflow",))),)

@@ -14,11 +14,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from .._lazy import captured_output, require
+from .._lazy import captured_output, require, scoped_env
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
-from ..formats import Format
 from ..spec import TensorSpec
+from ..formats.base import Edge, Requirement
 from .base import EdgeContext
 
 
@@ -95,15 +95,17 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
     keep_nhwc = spatial if onnx_artifact.layout == "nhwc" else None
     keep_nchw = spatial if ctx.keep_layout and not keep_nhwc else None
     # (its Python API wants the pseudo op names lower-case, as its CLI makes them)
-    # onnx2tf runs the `onnxsim` command; find it beside this Python even when the venv is not active.
+    # onnx2tf runs the `onnxsim` command; find it beside this Python even when the venv is not
+    # active (for this call only: PATH is put back after).
     bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        path = bin_dir + os.pathsep + path
     ctx.count("onnx2tf.convert")
     original = impl.download_test_image_data
     impl.download_test_image_data = sample_images
     try:
-        with captured_output(ctx.verbose) as log:
+        with captured_output(ctx.verbose) as log, scoped_env({"PATH": path}, override=True):
             try:
                 onnx2tf.convert(input_onnx_file_path=str(model_copy), output_folder_path=str(out),
                                 non_verbose=not ctx.verbose, copy_onnx_input_output_names_to_tflite=True,
@@ -259,7 +261,7 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
         produced_in, produced_out = runner.inputs, runner.outputs
     io, layout = _mapping(onnx_artifact, produced_in, produced_out, ctx,
                           lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
-    return Artifact(path=target, format=Format.TFLITE, inputs=tuple(produced_in), outputs=tuple(produced_out),
+    return Artifact(path=target, format="tflite", inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"),
                     layout=layout, quantization=ctx.quantize,
                     extra={"converter": "onnx2tf", "workarounds": workarounds})
@@ -283,7 +285,7 @@ def to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> A
     with SavedModelRunner(target) as runner:
         produced_in, produced_out = runner.inputs, runner.outputs
     io, layout = _mapping(onnx_artifact, produced_in, produced_out, ctx, lambda: SavedModelRunner(target))
-    return Artifact(path=target, format=Format.SAVEDMODEL, inputs=tuple(produced_in), outputs=tuple(produced_out),
+    return Artifact(path=target, format="savedmodel", inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "savedmodel"),
                     layout=layout, extra={"converter": "onnx2tf", "workarounds": workarounds,
                                           "signature": "serving_default"})
@@ -337,3 +339,9 @@ def _probe_outputs(onnx_artifact: Artifact, runner, io: IOMapping, ambiguous: li
                    key=lambda p: float(np.abs((ref.transpose(p) if p else ref) - value).max()))
         outputs[index] = TensorLink(link.name, link.source_name, best)
     return IOMapping(io.inputs, tuple(outputs))
+
+
+_ONNX2TF = Requirement("tf", modules=("onnx2tf", "tensorflow", "onnx"))
+EDGES = (Edge("onnx2tf", "onnx", "tflite", "modelport.converters.onnx2tf:to_tflite", _ONNX2TF, packages=("onnx2tf",)),
+         Edge("onnx2savedmodel", "onnx", "savedmodel", "modelport.converters.onnx2tf:to_savedmodel", _ONNX2TF,
+              packages=("onnx2tf",)))

@@ -13,40 +13,55 @@ import sys
 import types
 import warnings
 from pathlib import Path
+from typing import Any
 
 from .._lazy import captured_output, require
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
-from ..formats import Format
 from ..validators.data import make_feeds
+from ..formats.base import Edge, Requirement
 from .base import EdgeContext
 
 MAX_OPSET = 18
 
 
-def _torchvision_standin() -> None:
+def _import_onnx2torch() -> Any:
+    """onnx2torch, imported with a torchvision stand-in where the real one cannot be imported.
+
+    onnx2torch binds torchvision's ops when it is imported; the stand-in is in sys.modules only
+    for that import, so nothing else in this process ever sees a fake torchvision."""
+    if "onnx2torch" in sys.modules:
+        return sys.modules["onnx2torch"]
     try:
         import torchvision  # noqa: F401
-        return
+        return require("onnx2torch", "torch", purpose="to convert ONNX to torch")
     except Exception:  # ImportError, or the RuntimeError of a torchvision built for another torch
         pass
 
-    def missing(*_args, **_kwargs):
+    def missing(*_args: Any, **_kwargs: Any) -> Any:
         raise ConversionFailed("This model uses NMS/RoIAlign, which needs torchvision.",
                                "Install a torchvision matching your torch.")
 
     vision = types.ModuleType("torchvision")
     ops = types.ModuleType("torchvision.ops")
-    ops.nms = ops.roi_align = ops.box_convert = ops.batched_nms = missing
-    vision.ops = ops
+    ops.nms = ops.roi_align = ops.box_convert = ops.batched_nms = missing  # type: ignore[attr-defined]
+    vision.ops = ops  # type: ignore[attr-defined]
+    saved = {name: sys.modules.get(name) for name in ("torchvision", "torchvision.ops")}
     sys.modules["torchvision"], sys.modules["torchvision.ops"] = vision, ops
+    try:
+        return require("onnx2torch", "torch", purpose="to convert ONNX to torch")
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
 
 
 def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     torch = require("torch", purpose="to write TorchScript")
     onnx = require("onnx")
-    _torchvision_standin()
-    onnx2torch = require("onnx2torch", "torch", purpose="to convert ONNX to torch")
+    onnx2torch = _import_onnx2torch()
     model = onnx.load(str(onnx_artifact.path))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     lowered = False
@@ -85,7 +100,11 @@ def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifac
     io = IOMapping(tuple(TensorLink(t, s.name) for t, s in zip(traced_names, inputs)),
                    tuple(TensorLink(f"output_{i}" if len(outputs) > 1 else "output", s.name)
                          for i, s in enumerate(outputs)))
-    return Artifact(path=out, format=Format.TORCHSCRIPT, inputs=tuple(inputs), outputs=tuple(outputs),
+    return Artifact(path=out, format="torchscript", inputs=tuple(inputs), outputs=tuple(outputs),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "torchscript"),
                     layout=onnx_artifact.layout,
                     extra={"converter": "onnx2torch + torch.jit.trace", "lowered_to_opset": MAX_OPSET if lowered else None})
+
+
+EDGES = (Edge("onnx2torchscript", "onnx", "torchscript", "modelport.converters.onnx2torchscript:convert",
+              Requirement("torch", modules=("torch", "onnx", "onnx2torch")), packages=("onnx2torch",)),)

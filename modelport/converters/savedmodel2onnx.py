@@ -13,9 +13,9 @@ from pathlib import Path
 from .._lazy import require
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
-from ..formats import Format
 from ..spec import TensorSpec
 from ..sources.tensorflow import signature_of
+from ..formats.base import Edge, Requirement
 from .base import EdgeContext
 
 DEFAULT_OPSET = 17
@@ -80,11 +80,15 @@ def link_by_name_or_position(previous: list[TensorSpec], produced: list[TensorSp
 
 def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     out = workdir / "model.onnx"
-    signature = signature_of(saved, ctx.signature)
+    signature = signature_of(saved, ctx.source, ctx.signature)
     run_tf2onnx(["--saved-model", str(saved.path), "--signature_def", signature], out, ctx, "SavedModel")
     inputs, outputs = onnx_io(out)
     io = IOMapping(link_by_name_or_position(list(saved.inputs), inputs),
                    link_by_name_or_position(list(saved.outputs), outputs))
-    return Artifact(path=out, format=Format.ONNX, inputs=tuple(inputs), outputs=tuple(outputs),
+    return Artifact(path=out, format="onnx", inputs=tuple(inputs), outputs=tuple(outputs),
                     io=saved.io.then(io), path_taken=(*saved.path_taken, "onnx"), layout="nhwc",
                     extra={"converter": "tf2onnx", "opset": ctx.opset or DEFAULT_OPSET, "signature": signature})
+
+
+EDGES = (Edge("savedmodel2onnx", "savedmodel", "onnx", "modelport.converters.savedmodel2onnx:convert",
+              Requirement("tf", modules=("tf2onnx", "tensorflow", "onnx")), packages=("tf2onnx",)),)

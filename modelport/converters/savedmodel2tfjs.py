@@ -18,15 +18,15 @@ from pathlib import Path
 from .._lazy import require_installed
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
-from ..formats import Format
 from ..sources.tensorflow import signature_of
+from ..formats.base import Edge, Requirement
 from .base import EdgeContext
 
 
 def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     require_installed("tensorflowjs", purpose="to convert SavedModels to TF.js")
     out = workdir / "tfjs"
-    signature = signature_of(saved, ctx.signature)
+    signature = signature_of(saved, ctx.source, ctx.signature)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": "-1"}
     process = subprocess.run([sys.executable, "-m", "modelport.converters.savedmodel2tfjs", str(saved.path), str(out),
                               signature], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
@@ -38,7 +38,7 @@ def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     # The graph model's signature keys are the SavedModel's: names carry over unchanged.
     io = IOMapping(tuple(TensorLink(s.name, s.name) for s in saved.inputs),
                    tuple(TensorLink(s.name, s.name) for s in saved.outputs))
-    return Artifact(path=out, format=Format.TFJS, inputs=saved.inputs, outputs=saved.outputs, io=saved.io.then(io),
+    return Artifact(path=out, format="tfjs", inputs=saved.inputs, outputs=saved.outputs, io=saved.io.then(io),
                     path_taken=(*saved.path_taken, "tfjs"), layout=saved.layout,
                     extra={"converter": "tensorflowjs", "signature": signature})
 
@@ -63,6 +63,11 @@ def _main(saved_model_dir: str, output_dir: str, signature: str) -> None:
 
     tfjs_convert.convert_tf_saved_model(saved_model_dir, output_dir, signature_def=signature,
                                         use_structured_outputs_names=True)
+
+
+
+EDGES = (Edge("savedmodel2tfjs", "savedmodel", "tfjs", "modelport.converters.savedmodel2tfjs:convert",
+              Requirement("tfjs", modules=("tensorflowjs", "tensorflow"))),)
 
 
 if __name__ == "__main__":

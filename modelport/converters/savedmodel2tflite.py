@@ -14,15 +14,15 @@ from pathlib import Path
 from .._lazy import captured_output, require
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
-from ..formats import Format
 from ..sources.tensorflow import signature_of
+from ..formats.base import Edge, Requirement
 from .base import EdgeContext
 
 
 def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     from ..targets.tflite import LiteRTRunner
 
-    signature = signature_of(saved, ctx.signature)
+    signature = signature_of(saved, ctx.source, ctx.signature)
     out = workdir / "model.tflite"
     with captured_output(ctx.verbose) as log:
         tf = require("tensorflow", purpose="to convert SavedModels to TFLite")
@@ -65,7 +65,11 @@ def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     if len(io.inputs) != len(saved.inputs) or len(io.outputs) != len(saved.outputs):
         raise ConversionFailed("The TFLite signature does not keep the SavedModel's tensor names.",
                                "Run with --verbose.")
-    return Artifact(path=out, format=Format.TFLITE, inputs=tuple(produced_in), outputs=tuple(produced_out),
+    return Artifact(path=out, format="tflite", inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=saved.io.then(io), path_taken=(*saved.path_taken, "tflite"), layout=saved.layout,
                     quantization=ctx.quantize,
                     extra={"converter": "tf.lite.TFLiteConverter (builtin ops)", "signature": signature})
+
+
+EDGES = (Edge("savedmodel2tflite", "savedmodel", "tflite", "modelport.converters.savedmodel2tflite:convert",
+              Requirement("tf", modules=("tensorflow",))),)

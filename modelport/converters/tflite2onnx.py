@@ -19,9 +19,9 @@ from pathlib import Path
 
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
-from ..formats import Format
 from ..sources.tflite import IOTensor, TfliteFacts, read_flatbuffer
 from ..spec import TensorSpec
+from ..formats.base import Edge, Requirement
 from .base import EdgeContext
 from .savedmodel2onnx import DEFAULT_OPSET, link_by_name_or_position, onnx_io, run_tf2onnx
 
@@ -98,7 +98,11 @@ def convert(tflite: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     io = IOMapping(_links(list(tflite.inputs), inputs, facts.inputs),
                    _links(list(tflite.outputs), outputs, facts.outputs))
     # A TFLite graph is channel-last, and so is the ONNX made from it: onnx2tf must keep it so.
-    return Artifact(path=out, format=Format.ONNX, inputs=tuple(inputs), outputs=tuple(outputs),
+    return Artifact(path=out, format="onnx", inputs=tuple(inputs), outputs=tuple(outputs),
                     io=tflite.io.then(io), path_taken=(*tflite.path_taken, "onnx"), layout="nhwc",
                     quantization=facts.precision,
                     extra={"converter": "tf2onnx", "opset": ctx.opset or DEFAULT_OPSET, "renamed_io": bool(rename)})
+
+
+EDGES = (Edge("tflite2onnx", "tflite", "onnx", "modelport.converters.tflite2onnx:convert",
+              Requirement("tf", modules=("tf2onnx", "tensorflow", "onnx")), packages=("tf2onnx",)),)

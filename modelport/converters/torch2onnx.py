@@ -15,8 +15,9 @@ from pathlib import Path
 from .._lazy import captured_output, require
 from ..artifact import Artifact, IOMapping
 from ..errors import ConversionFailed
-from ..formats import Format
 from ..validators.data import make_feeds
+from ..formats.base import Edge, Requirement
+from ..sources.torch import TorchModel
 from .base import EdgeContext
 
 DEFAULT_OPSET = 17
@@ -49,7 +50,8 @@ def _dynamic_axes(inputs, outputs) -> dict[str, dict[int, str]]:
 
 def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     torch = require("torch", purpose="to export PyTorch models")
-    model = source.extra["source"]
+    model = ctx.source
+    assert isinstance(model, TorchModel), "this edge converts a loaded torch source"
     out = workdir / "model.onnx"
     inputs, outputs = list(source.inputs), list(source.outputs)
     feeds = make_feeds(inputs, seed=ctx.seed)
@@ -58,7 +60,7 @@ def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     names_out = [s.name for s in outputs]
     opset = ctx.opset or DEFAULT_OPSET
     attempts = []
-    if model.format != Format.TORCH_EXPORT:
+    if model.format != "pt2":
         attempts.append("torchscript")
     attempts.append("dynamo")
     errors: list[str] = []
@@ -72,8 +74,8 @@ def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
                                       dynamic_axes=_dynamic_axes(inputs, outputs) or None,
                                       opset_version=opset, dynamo=False)
                 else:
-                    program = model.handle if model.format == Format.TORCH_EXPORT else model.callable_module()
-                    kwargs = {} if model.format == Format.TORCH_EXPORT else {
+                    program = model.handle if model.format == "pt2" else model.callable_module()
+                    kwargs = {} if model.format == "pt2" else {
                         "dynamic_axes": _dynamic_axes(inputs, outputs) or None}
                     exported = torch.onnx.export(program, args, input_names=names_in, output_names=names_out,
                                                  opset_version=max(opset, 18) if ctx.opset is None else opset,
@@ -91,6 +93,10 @@ def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
         raise ConversionFailed(f"torch -> ONNX failed: {what}.",
                                "Try another --opset, or replace that operation in the model; --verbose shows the "
                                "exporter's log.")
-    return Artifact(path=out, format=Format.ONNX, inputs=tuple(inputs), outputs=tuple(outputs),
+    return Artifact(path=out, format="onnx", inputs=tuple(inputs), outputs=tuple(outputs),
                     io=IOMapping.identity(inputs, outputs), path_taken=(*source.path_taken, "onnx"),
                     extra={"exporter": f"torch.onnx ({exporter})", "opset": opset})
+
+
+EDGES = (Edge("torch2onnx", "torch", "onnx", "modelport.converters.torch2onnx:convert",
+              Requirement("torch", modules=("torch", "onnx", "onnxscript")), packages=("onnxscript",)),)

@@ -11,20 +11,22 @@ from pathlib import Path
 from .._lazy import captured_output, require
 from ..artifact import Artifact, IOMapping
 from ..errors import ConversionFailed
-from ..formats import Format
 from ..validators.data import make_feeds
+from ..formats.base import Edge, Requirement
+from ..sources.torch import TorchModel
 from .base import EdgeContext
 
 
 def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     torch = require("torch", purpose="to write TorchScript")
-    model = source.extra["source"]
+    model = ctx.source
+    assert isinstance(model, TorchModel), "this edge converts a loaded torch source"
     out = workdir / "model.pt"
     inputs, outputs = list(source.inputs), list(source.outputs)
     io = IOMapping.identity(inputs, outputs)
-    if model.format == Format.TORCHSCRIPT:  # already TorchScript: the artifact is the file itself
+    if model.format == "torchscript":  # already TorchScript: the artifact is the file itself
         shutil.copyfile(model.path, out)
-        return Artifact(path=out, format=Format.TORCHSCRIPT, inputs=tuple(inputs), outputs=tuple(outputs), io=io,
+        return Artifact(path=out, format="torchscript", inputs=tuple(inputs), outputs=tuple(outputs), io=io,
                         path_taken=(*source.path_taken, "torchscript"), extra={"method": "copy"})
     module = model.callable_module()
     first = tuple(torch.from_numpy(v) for v in make_feeds(inputs, seed=ctx.seed).values())
@@ -50,7 +52,12 @@ def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
         raise ConversionFailed(f"Neither tracing nor scripting worked: {'; '.join(errors)}.",
                                "Make forward() traceable (no data-dependent Python control flow) or scriptable.")
     torch.jit.save(scripted, str(out))
-    return Artifact(path=out, format=Format.TORCHSCRIPT, inputs=tuple(inputs), outputs=tuple(outputs), io=io,
+    return Artifact(path=out, format="torchscript", inputs=tuple(inputs), outputs=tuple(outputs), io=io,
                     path_taken=(*source.path_taken, "torchscript"),
                     extra={"method": method, "fallback_reason": errors[0] if errors else None,
                            "tracer_warnings": notes})
+
+
+# Direct edges are cheaper than a trip through ONNX, so the planner prefers them.
+EDGES = (Edge("torch2torchscript", "torch", "torchscript", "modelport.converters.torch2torchscript:convert",
+              Requirement("torch", modules=("torch",)), cost=0.5),)

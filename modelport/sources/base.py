@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..artifact import Artifact, IOMapping
-from ..formats import Format
 from ..spec import TensorSpec
 from ..targets.base import Runner
 
@@ -24,7 +24,7 @@ class LoadOptions:
 class SourceModel(Runner):
     """A loaded source model: a Runner for reference outputs plus the in-memory handle edges use."""
 
-    format: Format = Format.ONNX
+    format: str = "onnx"
     framework: str = "?"
 
     def __init__(self, path: Path | str, handle: Any = None, display: str | None = None) -> None:
@@ -32,6 +32,15 @@ class SourceModel(Runner):
         self.handle = handle
         self.display = display or str(path)
         self.details: dict[str, Any] = {}
+        # Modules an entry point registered to run; dropped from sys.modules when the model closes,
+        # so one process can load model after model without the last one's code lingering.
+        self.entry_modules: tuple[str, ...] = ()
+
+    def close(self) -> None:
+        super().close()
+        for name in self.entry_modules:
+            sys.modules.pop(name, None)
+        self.entry_modules = ()
 
     def summary(self) -> dict[str, Any]:
         """What `inspect` shows beyond I/O: parameter count and ops (with counts) where known."""
@@ -40,7 +49,7 @@ class SourceModel(Runner):
     def artifact(self) -> Artifact:
         return Artifact(path=self.path, format=self.format, inputs=tuple(self.inputs),
                         outputs=tuple(self.outputs), io=IOMapping.identity(self.inputs, self.outputs),
-                        path_taken=(self.format.value,), extra={"source": self})
+                        path_taken=(self.format,))
 
 
 @dataclass

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .._lazy import captured_output, quiet_env, require
+from .._lazy import captured_output, require
 from ..errors import BadInput
-from ..formats import Format
 from ..spec import TensorSpec, merge_specs
 from .base import EntryPoint, LoadOptions, SourceModel
 
@@ -28,9 +27,8 @@ _NO_PARAMS = ()
 
 
 def _jax() -> Any:
-    # jaxlib logs through the same C++ logger as TensorFlow; quiet it before its first import.
-    quiet_env()
-    return require("jax", purpose="to read JAX functions")
+    # (require quiets jaxlib's C++ logger, the same as TensorFlow's, for its first import)
+    return require("jax", "jax", purpose="to read JAX functions")
 
 
 def _is_array(leaf: Any) -> bool:
@@ -215,7 +213,7 @@ def abstract_inputs(specs: list[TensorSpec], symbolic: bool) -> list[Any]:
 
 
 class JaxModel(SourceModel):
-    format = Format.JAX
+    format = "jax"
     framework = "jax"
     runtime = "jax"
 

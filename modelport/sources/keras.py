@@ -16,7 +16,6 @@ from typing import Any, Iterator
 
 from .._lazy import captured_output, require
 from ..errors import BadInput
-from ..formats import Format
 from ..spec import TensorSpec, merge_specs
 from .base import EntryPoint, LoadOptions, SourceModel
 
@@ -35,10 +34,10 @@ def _walk(node: Any) -> Iterator[dict]:
             yield from _walk(value)
 
 
-def _saved_config(path: Path, fmt: Format) -> dict:
+def _saved_config(path: Path, fmt: str) -> dict:
     """The model's config as stored, read as JSON: nothing in the file runs."""
     try:
-        if fmt == Format.KERAS:
+        if fmt == "keras":
             with zipfile.ZipFile(path) as archive:
                 return json.loads(archive.read("config.json"))
         h5py = require("h5py", "tf", purpose="to read .h5 models")
@@ -94,7 +93,7 @@ class KerasModel(SourceModel):
     framework = "keras"
     runtime = "keras"
 
-    def __init__(self, path, handle, fmt: Format, display: str | None = None) -> None:
+    def __init__(self, path, handle, fmt: str, display: str | None = None) -> None:
         super().__init__(path, handle, display)
         self.format = fmt
         self.flavour = _keras_flavour(handle)
@@ -149,11 +148,11 @@ def describe(model: KerasModel, options: LoadOptions) -> KerasModel:
     return model
 
 
-def load(path: Path, fmt: Format, options: LoadOptions) -> KerasModel:
+def load(path: Path, fmt: str, options: LoadOptions) -> KerasModel:
     check_config_safety(path, _saved_config(path, fmt), options.trust_remote_code)
     with captured_output(options.verbose):
         try:
-            if fmt == Format.KERAS:
+            if fmt == "keras":
                 keras = require("keras", purpose="to read .keras models")
                 with _as_keras_suffix(path) as named:
                     handle = keras.saving.load_model(str(named), compile=False,
@@ -174,5 +173,5 @@ def load(path: Path, fmt: Format, options: LoadOptions) -> KerasModel:
 
 
 def load_entry(entry: EntryPoint, options: LoadOptions) -> KerasModel:
-    return describe(KerasModel(Path(entry.display.rpartition(":")[0]), entry.obj, Format.KERAS, entry.display),
+    return describe(KerasModel(Path(entry.display.rpartition(":")[0]), entry.obj, "keras", entry.display),
                     options)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BadInput
-from ..formats import Format
 from ..spec import merge_specs
 from ..targets.onnx import OnnxRuntimeRunner
 from .base import LoadOptions, SourceModel
 
 
 class OnnxModel(SourceModel):
-    format = Format.ONNX
+    format = "onnx"
     framework = "onnx"
     runtime = "onnxruntime"
 
@@ -32,7 +31,7 @@ class OnnxModel(SourceModel):
                 "producer": self.details.get("producer")}
 
 
-def load(path: Path, fmt: Format, options: LoadOptions) -> OnnxModel:
+def load(path: Path, fmt: str, options: LoadOptions) -> OnnxModel:
     from .._lazy import require
 
     onnx = require("onnx", purpose="to read ONNX models")

@@ -7,7 +7,6 @@ from typing import Any
 
 from .._lazy import captured_output, require
 from ..errors import BadInput
-from ..formats import Format
 from ..spec import TensorSpec, merge_specs
 from .base import LoadOptions, SourceModel
 
@@ -21,12 +20,11 @@ def tf_spec(name: str, spec: Any) -> TensorSpec:
     return TensorSpec(name, shape, spec.dtype.name)
 
 
-def signature_of(saved, fallback: str | None = None) -> str:
-    """The signature an edge should use for a SavedModel artifact: the one it was made or loaded
-    with, else --signature, else serving_default."""
-    source = saved.extra.get("source")
-    return (saved.extra.get("signature") or (source.details.get("signature") if source else None)
-            or fallback or DEFAULT_SIGNATURE)
+def signature_of(saved: Any, source: Any = None, fallback: str | None = None) -> str:
+    """The signature an edge should use for a SavedModel artifact: the one it was made with, else
+    the one the source was loaded with, else --signature, else serving_default."""
+    loaded = source.details.get("signature") if source is not None and source.format == "savedmodel" else None
+    return saved.extra.get("signature") or loaded or fallback or DEFAULT_SIGNATURE
 
 
 def choose_signature(signatures: dict, wanted: str | None, where: str) -> str:
@@ -47,7 +45,7 @@ def choose_signature(signatures: dict, wanted: str | None, where: str) -> str:
 
 
 class SavedModel(SourceModel):
-    format = Format.SAVEDMODEL
+    format = "savedmodel"
     framework = "tensorflow"
     runtime = "tensorflow"
 
@@ -73,7 +71,7 @@ class SavedModel(SourceModel):
         return {name: result[name].numpy() for name in (s.name for s in self.outputs)}
 
 
-def load(path: Path, fmt: Format, options: LoadOptions) -> SavedModel:
+def load(path: Path, fmt: str, options: LoadOptions) -> SavedModel:
     with captured_output(options.verbose):
         tf = require("tensorflow", purpose="to read SavedModels")
         try:

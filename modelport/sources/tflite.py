@@ -16,7 +16,6 @@ from typing import Any
 
 from ..artifact import Artifact
 from ..errors import BadInput
-from ..formats import Format
 from ..spec import TensorSpec, merge_specs
 from ..targets.isolated import IsolatedRunner
 from .base import LoadOptions, SourceModel
@@ -161,7 +160,7 @@ def _named_dims(spec: TensorSpec) -> TensorSpec:
 
 
 class TfliteModel(SourceModel):
-    format = Format.TFLITE
+    format = "tflite"
     framework = "tflite"
     runtime = "litert"
     precision = "none"
@@ -189,7 +188,7 @@ class TfliteModel(SourceModel):
         return super().artifact().with_(quantization=self.precision, layout="nhwc")
 
 
-def load(path: Path, fmt: Format, options: LoadOptions) -> TfliteModel:
+def load(path: Path, fmt: str, options: LoadOptions) -> TfliteModel:
     facts = read_flatbuffer(path)
     flex = [op for op in facts.custom_ops if op.startswith("Flex")]
     if flex:

@@ -10,7 +10,6 @@ from typing import Any
 
 from .._lazy import require
 from ..errors import BadInput
-from ..formats import Format
 from ..spec import TensorSpec, merge_specs
 from .base import EntryPoint, LoadOptions, SourceModel
 
@@ -95,28 +94,48 @@ def _flatten_outputs(result: Any) -> list[tuple[str, Any]]:
                    "lists or dicts of tensors.", "Wrap the model so forward() returns tensors.")
 
 
+class ThreadPin:
+    """torch's thread count is process-wide: pin it while a model is open, put it back on close."""
+
+    def __init__(self) -> None:
+        self._saved: int | None = None
+
+    def pin(self, torch: Any, threads: int | None) -> None:
+        if threads and self._saved is None:
+            self._saved = torch.get_num_threads()
+            torch.set_num_threads(threads)
+
+    def release(self) -> None:
+        if self._saved is not None:
+            _torch().set_num_threads(self._saved)
+            self._saved = None
+
+
 class TorchModel(SourceModel):
     framework = "torch"
     runtime = "torch"
 
-    def __init__(self, path, handle, format: Format, display: str | None = None) -> None:
+    def __init__(self, path: Path | str, handle: Any, format: str, display: str | None = None) -> None:
         super().__init__(path, handle, display)
         self.format = format
+        self._threads = ThreadPin()
 
     def _load(self) -> None:  # the handle is loaded by the load_* functions below
         pass
 
+    def _close(self) -> None:
+        self._threads.release()
+
     def callable_module(self) -> Any:
-        if self.format != Format.TORCH_EXPORT:
+        if self.format != "pt2":
             return self.handle
         if getattr(self, "_unlifted", None) is None:  # building it costs more than running it
             self._unlifted = self.handle.module()
         return self._unlifted
 
-    def _run(self, feeds):
+    def _run(self, feeds: dict[str, Any]) -> dict[str, Any]:
         torch = _torch()
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        self._threads.pin(torch, self.threads)
         args = [torch.from_numpy(feeds[s.name].copy()) for s in self.inputs]
         with torch.no_grad():
             result = self.callable_module()(*args)
@@ -134,9 +153,9 @@ class TorchModel(SourceModel):
 
     def summary(self) -> dict:
         counts: dict[str, int] = {}
-        if self.format == Format.TORCH_EXPORT:
+        if self.format == "pt2":
             ops = [str(n.target) for n in self.handle.graph.nodes if n.op == "call_function"]
-        elif self.format == Format.TORCHSCRIPT:
+        elif self.format == "torchscript":
             ops = [n.kind() for n in self.handle.inlined_graph.nodes() if n.kind().startswith("aten::")]
         else:
             ops = []
@@ -173,7 +192,7 @@ def load_torchscript(path: Path, options: LoadOptions) -> TorchModel:
         raise BadInput(f"'{path}' is not a readable TorchScript archive: {str(exc).splitlines()[0]}",
                        "Save it again with torch.jit.save.") from None
     # TorchScript keeps argument names but not shapes: those come from --input.
-    return _finish(TorchModel(path, module, Format.TORCHSCRIPT), None, "This TorchScript archive", options)
+    return _finish(TorchModel(path, module, "torchscript"), None, "This TorchScript archive", options)
 
 
 def load_exported_program(path: Path, options: LoadOptions) -> TorchModel:
@@ -183,7 +202,7 @@ def load_exported_program(path: Path, options: LoadOptions) -> TorchModel:
     except Exception as exc:  # torch raises many kinds on a damaged archive
         raise BadInput(f"'{path}' is not a readable torch.export archive: {str(exc).splitlines()[0]}",
                        "Save it again with torch.export.save.") from None
-    model = TorchModel(path, program, Format.TORCH_EXPORT)
+    model = TorchModel(path, program, "pt2")
     user_inputs = list(program.graph_signature.user_inputs)
     specs = []
     for node in program.graph.nodes:
@@ -217,7 +236,7 @@ def load_pickle(path: Path, options: LoadOptions) -> TorchModel:
                        "Its classes must be importable here; or save it with torch.export.save.") from None
     if not isinstance(loaded, torch.nn.Module):
         raise _state_dict_error(path, loaded)
-    return _finish(TorchModel(path, loaded.eval(), Format.TORCH_PICKLE), None,
+    return _finish(TorchModel(path, loaded.eval(), "torch-pickle"), None,
                    "A pickled module", options)
 
 
@@ -232,7 +251,7 @@ def load_entry(entry: EntryPoint, options: LoadOptions) -> TorchModel:
     module = entry.obj
     if hasattr(module, "eval"):
         module.eval()
-    model = TorchModel(Path(entry.display.rpartition(":")[0]), module, Format.TORCH_MODULE, entry.display)
+    model = TorchModel(Path(entry.display.rpartition(":")[0]), module, "torch", entry.display)
     specs = None
     if entry.example_inputs is not None and not options.inputs:
         names = _forward_arg_names(module) if not isinstance(module, torch.export.ExportedProgram) else []
@@ -240,7 +259,7 @@ def load_entry(entry: EntryPoint, options: LoadOptions) -> TorchModel:
     return _finish(model, specs, f"The module from '{entry.display}'", options)
 
 
-def load(path: Path, fmt: Format, options: LoadOptions) -> TorchModel:
-    loaders = {Format.TORCHSCRIPT: load_torchscript, Format.TORCH_EXPORT: load_exported_program,
-               Format.TORCH_PICKLE: load_pickle}
+def load(path: Path, fmt: str, options: LoadOptions) -> TorchModel:
+    loaders = {"torchscript": load_torchscript, "pt2": load_exported_program,
+               "torch-pickle": load_pickle}
     return loaders[fmt](path, options)

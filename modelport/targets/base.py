@@ -7,7 +7,6 @@ A runner's base class owns the checks and the timing; a concrete runner implemen
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,39 +16,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..spec import TensorSpec
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    atol: float
-    rtol: float
-    min_cosine: float = 0.0
-    top_k: int | None = None   # when set: the reference's top-1 class must be in the candidate's top-k
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """What a target is: its name, suffix, default tolerances per precision, the extra it needs."""
-
-    name: str
-    format: str
-    suffix: str
-    extra: str
-    runner: str                     # import string "module:Class" of its runner
-    isolate: bool = False           # run in a clean child process (see targets/isolated.py)
-    tolerances: dict[str, Tolerance] = field(default_factory=dict)
-
-    def tolerance(self, precision: str) -> Tolerance:
-        return self.tolerances.get(precision, self.tolerances["none"])
-
-    def open_runner(self, path: Path, threads: int | None = None) -> Runner:
-        if self.isolate:
-            from .isolated import IsolatedRunner
-
-            return IsolatedRunner(self.runner, path, threads)
-        from .isolated import load_runner_class
-
-        return load_runner_class(self.runner)(path, threads)
 
 
 class Runner:
@@ -108,6 +74,10 @@ class Runner:
     def peak_rss_bytes(self) -> int | None:
         """High-water mark of resident memory of the process running the model (Linux)."""
         return read_vmhwm("self")
+
+    def quantization(self) -> dict[str, dict]:
+        """Scale and zero point of each quantized input and output (runtimes that have them)."""
+        return {}
 
     # -- to implement ------------------------------------------------------------------------
     def _load(self) -> None:

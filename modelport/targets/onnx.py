@@ -7,15 +7,8 @@ from pathlib import Path
 from .._lazy import require
 from ..errors import BadInput, ConversionFailed
 from ..spec import TensorSpec
-from .base import Runner, TargetSpec, Tolerance
+from .base import Runner
 
-SPEC = TargetSpec(
-    name="onnx", format="onnx", suffix=".onnx", extra="onnx",
-    runner="modelport.targets.onnx:OnnxRuntimeRunner",
-    # dynamic/int8: an ONNX made from a quantized source (a TFLite file) against that source
-    tolerances={"none": Tolerance(1e-4, 1e-3), "fp16": Tolerance(1e-2, 1e-2),
-                "dynamic": Tolerance(5e-2, 5e-2, 0.99), "int8": Tolerance(1e-1, 1e-1, 0.98)},
-)
 
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -40,11 +33,14 @@ def _dims(shape: list) -> tuple:
 
 class OnnxRuntimeRunner(Runner):
     runtime = "onnxruntime"
+    session_config: dict[str, str] = {}  # session config entries a subclass needs (e.g. the ORT format)
 
     def _load(self) -> None:
         ort = require("onnxruntime", purpose="to run ONNX models")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        for key, value in self.session_config.items():
+            options.add_session_config_entry(key, value)
         if self.threads:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from .._lazy import captured_output, require
 from ..errors import BadInput
-from .base import Runner, TargetSpec, Tolerance
+from .base import Runner
 
-SPEC = TargetSpec(
-    name="savedmodel", format="savedmodel", suffix="", extra="tf",
-    runner="modelport.targets.savedmodel:SavedModelRunner",
-    tolerances={"none": Tolerance(1e-4, 1e-3)},
-)
 
 
 class SavedModelRunner(Runner):

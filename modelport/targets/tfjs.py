@@ -17,13 +17,8 @@ from pathlib import Path
 
 from ..errors import BackendMissing, BadInput, ModelportError
 from ..spec import TensorSpec
-from .base import Runner, TargetSpec, Tolerance
+from .base import Runner
 
-SPEC = TargetSpec(
-    name="tfjs", format="tfjs", suffix="", extra="tfjs",
-    runner="modelport.targets.tfjs:TfjsRunner",
-    tolerances={"none": Tolerance(1e-4, 1e-3), "fp16": Tolerance(1e-2, 1e-2)},
-)
 
 RUNNER_DIR = Path(__file__).resolve().parent / "tfjs_runner"
 # TF.js has no 64-bit integers or doubles: they travel as int32 / float32.
@@ -49,6 +44,29 @@ def check_node() -> tuple[str, Path]:
     if not (folder / "node_modules" / "@tensorflow" / "tfjs" / "package.json").is_file():
         raise BackendMissing("The TF.js runner's npm packages are not installed.", f"Run: {install_command()}")
     return node, folder
+
+
+def runtime_problem() -> tuple[str, str] | None:
+    """What the TF.js runner lacks here (message, what to do), or None."""
+    try:
+        check_node()
+    except BackendMissing as exc:
+        return exc.message, exc.hint or ""
+    return None
+
+
+def runtime_versions() -> dict[str, dict[str, object]]:
+    """Node.js and @tensorflow/tfjs, for doctor (no Python package says these)."""
+    node = shutil.which("node")
+    version = None
+    if node:
+        try:
+            version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            node = None
+    tfjs = tfjs_version()
+    return {"node": {"installed": bool(node), "version": version},
+            "tfjs": {"installed": tfjs is not None, "version": tfjs, "install": None if tfjs else install_command()}}
 
 
 def tfjs_version() -> str | None:

@@ -11,14 +11,8 @@ import importlib
 
 from ..errors import BackendMissing, BadInput
 from ..spec import TensorSpec, dequantize, quantize
-from .base import Runner, TargetSpec, Tolerance
+from .base import Runner
 
-SPEC = TargetSpec(
-    name="tflite", format="tflite", suffix=".tflite", extra="tflite",
-    runner="modelport.targets.tflite:LiteRTRunner", isolate=True,
-    tolerances={"none": Tolerance(1e-4, 1e-3), "fp16": Tolerance(1e-2, 1e-2),
-                "dynamic": Tolerance(5e-2, 5e-2, 0.99), "int8": Tolerance(1e-1, 1e-1, 0.98)},
-)
 
 
 def interpreter_class() -> type:

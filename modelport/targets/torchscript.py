@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._lazy import require
 from ..errors import BadInput
+from ..sources.torch import ThreadPin, _flatten_outputs
 from ..spec import TensorSpec
-from .base import Runner, TargetSpec, Tolerance
+from .base import Runner
 
-SPEC = TargetSpec(
-    name="torchscript", format="torchscript", suffix=".pt", extra="torch",
-    runner="modelport.targets.torchscript:TorchScriptRunner",
-    tolerances={"none": Tolerance(1e-4, 1e-3)},
-)
 
 
 class TorchScriptRunner(Runner):
     runtime = "torch.jit"
 
     def _load(self) -> None:
-        torch = require("torch", purpose="to run TorchScript models")
+        self._threads = ThreadPin()
+        torch = require("torch", "torch", purpose="to run TorchScript models")
         try:
             self._module = torch.jit.load(str(self.path), map_location="cpu").eval()
         except RuntimeError as exc:
@@ -30,12 +29,9 @@ class TorchScriptRunner(Runner):
         self.inputs = [TensorSpec(n, None) for n in names]
         self.outputs = []
 
-    def _run(self, feeds):
-        torch = require("torch")
-        from ..sources.torch import _flatten_outputs
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
+    def _run(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        torch = require("torch", "torch")
+        self._threads.pin(torch, self.threads)
         args = [torch.from_numpy(feeds[s.name].copy()) for s in self.inputs]
         with torch.no_grad():
             result = self._module(*args)
@@ -43,3 +39,4 @@ class TorchScriptRunner(Runner):
 
     def _close(self) -> None:
         self._module = None
+        self._threads.release()

@@ -6,10 +6,16 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..targets.base import Tolerance
-
 if TYPE_CHECKING:
     import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    min_cosine: float = 0.0
+    top_k: int | None = None   # when set: the reference's top-1 class must be in the candidate's top-k
 
 
 @dataclass

@@ -6,14 +6,15 @@ import json
 import os
 import platform
 from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..api import ConvertResult, TargetResult
+from .. import registry
+from ..results import ConvertResult, TargetResult
 
 SCHEMA = "modelport.report/1"
-_PACKAGES = ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "tf2onnx", "ai-edge-litert",
-             "tflite-runtime", "tensorflowjs", "onnx2torch", "jax", "keras", "numpy")
+# x86 instruction-set extensions int8 kernels depend on (onnxruntime saturates without VNNI).
+_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimd",
+              "asimddp", "i8mm")
 
 
 def _version() -> str:
@@ -25,18 +26,38 @@ def _version() -> str:
         return __version__
 
 
-def environment(threads: int) -> dict:
+def cpu_features() -> dict[str, Any]:
+    """The CPU model and the instruction-set extensions int8 results can depend on (Linux)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key in ("flags", "Features"):
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    present = [f for f in _CPU_FLAGS if f in flags]
+    return {"model": model, "machine": platform.machine(), "features": present,
+            "vnni": any(f in flags for f in ("avx512_vnni", "avx_vnni", "asimddp"))}
+
+
+def environment(threads: int) -> dict[str, Any]:
     packages = {}
-    for name in _PACKAGES:
+    for name in registry.default().packages():
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": packages,
-            "threads": threads, "cpu_count": os.cpu_count()}
+            "threads": threads, "cpu_count": os.cpu_count(), "cpu": cpu_features()}
 
 
-def target_json(item: TargetResult) -> dict:
+def target_json(item: TargetResult) -> dict[str, Any]:
     artifact = item.artifact
     return {
         "target": item.target, "status": item.status, "error": item.error,
@@ -46,23 +67,24 @@ def target_json(item: TargetResult) -> dict:
                        "layout": artifact.layout if artifact else None,
                        "quantization": artifact.quantization if artifact else None,
                        "io": artifact.io.to_json() if artifact else None,
-                       "converter": {k: v for k, v in artifact.extra.items() if k != "source"} if artifact else None},
+                       "converter": dict(artifact.extra) if artifact else None},
         "numeric": item.numeric.to_json() if item.numeric else None,
         "latency_ms": item.latency.to_json() if item.latency else None,
         "reference_latency_ms": item.reference_latency.to_json() if item.reference_latency else None,
         "budgets": item.budgets,
+        "notes": item.notes,
     }
 
 
-def report_json(result: ConvertResult, threads: int) -> dict:
+def report_json(result: ConvertResult, threads: int) -> dict[str, Any]:
     return {"schema": SCHEMA, "modelport_version": _version(), "passed": result.passed,
             "exit_code": result.exit_code, "source": result.source, "environment": environment(threads),
             "converter_runs": result.converter_runs,
             "targets": [target_json(t) for t in result.targets]}
 
 
-def dumps(document: dict) -> str:
-    def default(value):  # numpy scalars and paths
+def dumps(document: dict[str, Any]) -> str:
+    def default(value: Any) -> Any:  # numpy scalars and paths
         return value.item() if hasattr(value, "item") else str(value)
 
     return json.dumps(document, indent=2, default=default, allow_nan=False) + "\n"

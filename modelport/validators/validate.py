@@ -1,4 +1,4 @@
-"""Validate produced artifacts against the source: same inputs, each on its own runtime.
+"""Feeding an artifact the source's inputs and reading its outputs back as the source's.
 
 The artifact's recorded I/O mapping says which source tensor each artifact tensor is and how it
 was transposed; it is applied here, never guessed from shapes.
@@ -7,20 +7,16 @@ was transposed; it is applied here, never guessed from shapes.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any
 
-from ..converters import graph
-from ..errors import BackendMissing, ModelportError
+from ..errors import ModelportError
 from ..spec import dequantize, quantize
-from ..targets.base import Tolerance
-from .compare import compare_output
+from .compare import Tolerance
 from .data import load_samples, make_feeds
-from .latency import measure
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..api import ConvertOptions, Progress, TargetResult
     from ..artifact import Artifact
     from ..targets.base import Runner
 
@@ -58,7 +54,7 @@ def to_source_outputs(artifact: Artifact, outputs: dict[str, np.ndarray]) -> dic
     return mapped
 
 
-def sample_feeds(model: Runner, options: ConvertOptions) -> list[dict[str, np.ndarray]]:
+def sample_feeds(model: Runner, options: Any) -> list[dict[str, np.ndarray]]:
     if options.sample_inputs is not None:
         return load_samples(options.sample_inputs, list(model.inputs))[: max(options.samples, 1)]
     ranges = {r.name: r for r in options.input_ranges}
@@ -66,7 +62,7 @@ def sample_feeds(model: Runner, options: ConvertOptions) -> list[dict[str, np.nd
             for i in range(max(options.samples, 1))]
 
 
-def tolerance_for(name: str, base: Tolerance, options: ConvertOptions) -> Tolerance:
+def tolerance_for(name: str, base: Tolerance, options: Any) -> Tolerance:
     """Target default < command-line flags < the config's per-output entry."""
     flags = Tolerance(options.atol if options.atol is not None else base.atol,
                       options.rtol if options.rtol is not None else base.rtol,
@@ -74,68 +70,3 @@ def tolerance_for(name: str, base: Tolerance, options: ConvertOptions) -> Tolera
                       options.top_k if options.top_k is not None else base.top_k)
     override = (options.output_tolerances or {}).get(name)
     return replace(flags, **override) if override else flags
-
-
-def validate_targets(model: Runner, items: list[TargetResult], options: ConvertOptions,
-                     progress: Progress | None = None,
-                     open_runner: Callable[[TargetResult], Runner] | None = None) -> None:
-    """Run the reference once per sample, then each item's artifact on its runtime, and compare.
-
-    `open_runner` gives the runner of an item's artifact; by default its target's runner."""
-    from ..api import NumericResult
-
-    todo = [t for t in items if t.status == "skipped" and t.artifact is not None]
-    if not todo:
-        return
-    if progress:
-        progress("start", "Running the reference model")
-    feeds = sample_feeds(model, options)
-    references = [model.run(f) for f in feeds]
-    timed = getattr(options, "latency", True)
-    reference_latency = (measure(model, feeds[0], options.latency_runs, options.latency_warmup, options.threads)
-                         if timed else None)
-    if progress:
-        progress("done", "Reference outputs ready")
-    for item in todo:
-        artifact = item.artifact
-        if open_runner is None:
-            spec = graph.target_spec(item.target)
-            base = spec.tolerance(artifact.quantization)
-            runner_cm = spec.open_runner(artifact.path, options.threads)
-        else:
-            base = Tolerance(1e-4, 1e-3)
-            runner_cm = open_runner(item)
-        if progress:
-            progress("start", f"Validating {item.target} on {runner_cm.runtime}")
-        try:
-            with runner_cm as runner:
-                produced = [to_source_outputs(artifact, runner.run(to_artifact_feeds(artifact, f))) for f in feeds]
-                if timed:
-                    item.latency = measure(runner, to_artifact_feeds(artifact, feeds[0]), options.latency_runs,
-                                           options.latency_warmup, options.threads)
-        except BackendMissing as exc:  # the runtime is not installed here: say how to install it
-            item.status, item.exit_code, item.error = "error", exc.exit_code, exc.one_line()
-            continue
-        except ModelportError as exc:
-            item.status, item.exit_code = "error", 3
-            item.error = f"The model does not run on its runtime: {exc.one_line()}"
-            continue
-        item.reference_latency = reference_latency
-        comparisons = [compare_output(name, [r[name] for r in references], [p[name] for p in produced],
-                                      tolerance_for(name, base, options))
-                       for name in references[0] if name in produced[0]]
-        missing = [name for name in references[0] if name not in produced[0]]
-        tolerance = tolerance_for("", base, options)
-        item.numeric = NumericResult(tolerance.atol, tolerance.rtol, len(feeds), comparisons)
-        if missing:
-            item.status, item.exit_code = "error", 3
-            item.error = f"The model lacks the output(s) {', '.join(missing)} of the reference."
-        elif item.numeric.passed:
-            item.status = "passed"
-        else:
-            worst = item.numeric.worst()
-            item.status, item.exit_code = "failed", 1
-            item.error = (f"Output '{worst.name}' differs from the reference (sample {worst.worst_sample}): "
-                          f"{worst.reason}, cosine {worst.cosine:.6f}.")
-        if progress:
-            progress("done", f"{item.target}: {item.status}")

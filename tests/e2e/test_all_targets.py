@@ -7,6 +7,7 @@ import sys
 
 
 from modelport import api
+from modelport import registry
 from modelport.converters import graph
 from modelport.spec import parse_input
 from tests.conftest import ROOT, error_line, run_cli
@@ -137,7 +138,7 @@ EDGE_TESTS = {
 
 
 def test_every_edge_has_an_end_to_end_test():
-    missing = [e.name for e in graph.EDGES if e.name not in EDGE_TESTS]
+    missing = [e.name for e in registry.default().edges if e.name not in EDGE_TESTS]
     assert not missing, f"edges without an end-to-end test: {missing}"
     for edge, where in EDGE_TESTS.items():
         file, _, function = where.partition("::")

@@ -11,7 +11,8 @@ import pytest
 
 from modelport import api
 from modelport.errors import BadInput
-from modelport.sources import LoadOptions, load_source
+from modelport.loading import load_source
+from modelport.sources.base import LoadOptions
 from modelport.spec import parse_input
 from tests.conftest import ROOT, error_line, litert_in_clean_process, run_cli
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from modelport.targets.base import Tolerance
+from modelport.validators.compare import Tolerance
 from modelport.validators.compare import compare_output
 from modelport.validators.data import concrete_shape, make_feeds
 from modelport.spec import TensorSpec, InputRange

@@ -3,7 +3,7 @@ import zipfile
 import pytest
 
 from modelport.errors import BadInput
-from modelport.formats import Format, detect
+from modelport.registry import detect
 
 TFLITE_HEAD = b"\x1c\x00\x00\x00TFL3" + b"\x00" * 56
 ONNX_HEAD = b"\x08\x08\x12\x07pytorch" + b"\x00" * 20
@@ -15,10 +15,10 @@ def write(path, data):
 
 
 def test_detects_by_content_not_extension(tmp_path):
-    assert detect(write(tmp_path / "model.onnx", TFLITE_HEAD)).format == Format.TFLITE
-    assert detect(write(tmp_path / "model.tflite", ONNX_HEAD)).format == Format.ONNX
-    assert detect(write(tmp_path / "weights.bin", b"\x89HDF\r\n\x1a\n" + b"\0" * 20)).format == Format.KERAS_H5
-    assert detect(write(tmp_path / "m.bin", b"\x80\x02}q\x00.")).format == Format.TORCH_PICKLE
+    assert detect(write(tmp_path / "model.onnx", TFLITE_HEAD)).format == "tflite"
+    assert detect(write(tmp_path / "model.tflite", ONNX_HEAD)).format == "onnx"
+    assert detect(write(tmp_path / "weights.bin", b"\x89HDF\r\n\x1a\n" + b"\0" * 20)).format == "h5"
+    assert detect(write(tmp_path / "m.bin", b"\x80\x02}q\x00.")).format == "torch-pickle"
 
 
 def _zip(path, names):
@@ -29,10 +29,10 @@ def _zip(path, names):
 
 
 @pytest.mark.parametrize("names, fmt", [
-    (["m/code/__torch__.py", "m/constants.pkl", "m/data.pkl"], Format.TORCHSCRIPT),
-    (["m/models/model.json", "m/archive_format", "m/data/weights/weight_0"], Format.TORCH_EXPORT),
-    (["m/data.pkl", "m/data/0", "m/version"], Format.TORCH_PICKLE),
-    (["config.json", "metadata.json", "model.weights.h5"], Format.KERAS),
+    (["m/code/__torch__.py", "m/constants.pkl", "m/data.pkl"], "torchscript"),
+    (["m/models/model.json", "m/archive_format", "m/data/weights/weight_0"], "pt2"),
+    (["m/data.pkl", "m/data/0", "m/version"], "torch-pickle"),
+    (["config.json", "metadata.json", "model.weights.h5"], "keras"),
 ])
 def test_zip_layouts(tmp_path, names, fmt):
     assert detect(_zip(tmp_path / "model.onnx", names)).format == fmt
@@ -41,10 +41,10 @@ def test_zip_layouts(tmp_path, names, fmt):
 def test_directories(tmp_path):
     (tmp_path / "sm").mkdir()
     (tmp_path / "sm" / "saved_model.pb").write_bytes(b"x")
-    assert detect(tmp_path / "sm").format == Format.SAVEDMODEL
+    assert detect(tmp_path / "sm").format == "savedmodel"
     (tmp_path / "js").mkdir()
     (tmp_path / "js" / "model.json").write_text("{}")
-    assert detect(tmp_path / "js").format == Format.TFJS
+    assert detect(tmp_path / "js").format == "tfjs"
     with pytest.raises(BadInput, match="neither saved_model.pb nor model.json"):
         detect(tmp_path)
 
@@ -65,7 +65,7 @@ def test_refusals_say_what_it_looked_like(tmp_path, data, fragment):
 def test_missing_path_and_entry_points(tmp_path):
     with pytest.raises(BadInput, match="does not exist"):
         detect(tmp_path / "nope.onnx")
-    assert detect("some/file.py:build").format == Format.PYTHON_ENTRY
-    assert detect("package.module:make_model").format == Format.PYTHON_ENTRY
+    assert detect("some/file.py:build").format == "python-entry"
+    assert detect("package.module:make_model").format == "python-entry"
     with pytest.raises(BadInput, match="name the function"):
         detect(write(tmp_path / "net.py", b"import torch\n"))

@@ -1,5 +1,6 @@
 import pytest
 
+from modelport import registry
 from modelport.converters import graph
 from modelport.errors import BadInput
 
@@ -16,7 +17,7 @@ def test_plan_with_no_path_names_the_edges():
 
 
 def test_every_edge_resolves_to_a_function():
-    for edge in graph.EDGES:
+    for edge in registry.default().edges:
         assert callable(edge.load())
 
 

@@ -4,7 +4,13 @@ import textwrap
 
 import pytest
 
-from modelport.sources.entry import resolve
+from modelport import registry
+from modelport.sources import entry as entries
+
+
+def resolve(source):
+    table = registry.default()
+    return entries.resolve(source, table.entry_frameworks(), table.function_format(), table.extra_for_module())
 
 SOURCE = textwrap.dedent("""
     import functools
@@ -47,7 +53,7 @@ def entry_file(tmp_path):
 ])
 def test_function_entries(entry_file, name, params, examples):
     entry, kind = resolve(f"{entry_file}:{name}")
-    assert kind == "function"
+    assert kind == "jax"  # plain functions are read as JAX
     assert entry.extra.get("params") == params
     assert entry.example_inputs == examples
 

@@ -4,13 +4,12 @@ import pytest
 from modelport.artifact import Artifact, IOMapping, TensorLink
 from modelport.converters.onnx2tf import map_io
 from modelport.errors import ConversionFailed
-from modelport.formats import Format
 from modelport.spec import TensorSpec
 from modelport.validators.validate import inverse, to_artifact_feeds, to_source_outputs
 
 
 def _onnx(inputs, outputs):
-    return Artifact(path=None, format=Format.ONNX, inputs=tuple(inputs), outputs=tuple(outputs),
+    return Artifact(path=None, format="onnx", inputs=tuple(inputs), outputs=tuple(outputs),
                     io=IOMapping.identity(inputs, outputs))
 
 
@@ -37,7 +36,7 @@ def test_unmappable_shape_change_is_a_conversion_error():
 
 
 def test_mapping_round_trip_and_composition():
-    art = Artifact(path=None, format=Format.TFLITE,
+    art = Artifact(path=None, format="tflite",
                    io=IOMapping((TensorLink("serving_x", "x", (0, 2, 3, 1)),),
                                 (TensorLink("out", "y", (0, 2, 3, 1)),)))
     x = np.arange(24).reshape(1, 2, 3, 4)

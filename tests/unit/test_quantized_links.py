@@ -4,7 +4,6 @@ TFLite file as ONNX) is fed quantized values and its outputs are dequantized bef
 import numpy as np
 
 from modelport.artifact import Artifact, IOMapping, TensorLink
-from modelport.formats import Format
 from modelport.spec import TensorSpec
 from modelport.validators.validate import to_artifact_feeds, to_source_outputs
 
@@ -22,7 +21,7 @@ def test_quantized_links_round_trip_and_survive_composition():
                                          "zero_point": 1}
     assert TensorLink("a", "b").to_json() == {"name": "a", "source": "b", "perm": None}
 
-    artifact = Artifact(path=None, format=Format.ONNX, inputs=(TensorSpec("serving_image:0", (1, 4), "int8"),),
+    artifact = Artifact(path=None, format="onnx", inputs=(TensorSpec("serving_image:0", (1, 4), "int8"),),
                         io=io)
     fed = to_artifact_feeds(artifact, {"image": np.array([[-100.0, -0.5, 1.25, 100.0]], np.float32)})
     assert fed["serving_image:0"].dtype == np.int8

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelport.api import ConvertResult, NumericResult, TargetResult
-from modelport.targets.base import Tolerance
+from modelport.results import ConvertResult, NumericResult, TargetResult, Verdict
+from modelport.validators.compare import Tolerance
 from modelport.validators import report_formats
 from modelport.validators.compare import HISTOGRAM_BINS, HISTOGRAM_FLOOR, compare_output
 from modelport.validators.latency import Latency
@@ -135,23 +135,23 @@ def sample_reports() -> list[dict]:
                                                      compare_output("features", features,
                                                                     noisy(features, feature_noise), tol)])
 
-    onnx = TargetResult("onnx", "passed", path=Path("out/model.onnx"), size_bytes=17768, sha256="99" * 32,
+    onnx = TargetResult("onnx", Verdict.passed(), path=Path("out/model.onnx"), size_bytes=17768, sha256="99" * 32,
                         seconds=2.2339, numeric=numeric(1e-8, 1e-8), latency=_latency(0.0425),
                         reference_latency=_latency(8.84), plan=("pt2", "onnx"))
     # Worst output: probs (0.03) beats features (~3e-3): both fail, the renderers must name probs.
-    tflite = TargetResult("tflite", "failed", error="Budget latency_p50_ms broken: 20.1 > 15.", exit_code=1,
+    tflite = TargetResult("tflite", Verdict.failed("Budget latency_p50_ms broken: 20.1 > 15."),
                           path=Path("out/model.tflite"), size_bytes=8904, sha256="58" * 32, seconds=5.6959,
                           numeric=numeric(1e-2, 1e-3), latency=_latency(20.1), reference_latency=_latency(8.84),
                           plan=("pt2", "onnx", "tflite"))
     tflite.budgets = [{"name": "latency_p50_ms", "limit": 15.0, "value": 20.1, "passed": False},
                       {"name": "size_mb", "limit": 5, "value": 0.0085, "passed": True}]
-    tfjs = TargetResult("tfjs", "error", error=ERROR_TEXT, exit_code=3, seconds=3.7,
+    tfjs = TargetResult("tfjs", Verdict.error(ERROR_TEXT, 3), seconds=3.7,
                         plan=("pt2", "onnx", "savedmodel", "tfjs"))
-    torchscript = TargetResult("torchscript", "skipped", error="not requested by this platform's config",
+    torchscript = TargetResult("torchscript", Verdict.skipped("not requested by this platform's config"),
                                plan=("pt2", "torchscript"))
     first = ConvertResult(source=_source("models/classifier.pt2"), targets=[onnx, tflite, tfjs, torchscript],
                           converter_runs={"torch2onnx": 1, "onnx2tf": 1})
-    clean = TargetResult("onnx", "passed", path=Path("out/evil.onnx"), size_bytes=17768, seconds=1.5,
+    clean = TargetResult("onnx", Verdict.passed(), path=Path("out/evil.onnx"), size_bytes=17768, seconds=1.5,
                          numeric=numeric(0.0, 0.0), latency=_latency(0.05), reference_latency=_latency(9.0),
                          plan=("pt2", "onnx"))
     second = ConvertResult(source=_source(MALICIOUS), targets=[clean], converter_runs={"torch2onnx": 1})

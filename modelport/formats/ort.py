@@ -1,0 +1,89 @@
+"""ONNX Runtime's ORT format: the flatbuffer that onnxruntime's mobile and minimal builds load.
+
+Made from ONNX by the converter that ships inside the onnxruntime wheel
+(`python -m onnxruntime.tools.convert_onnx_models_to_ort`, run in a child process: it is noisy,
+and optimizes with the host's kernels in mind), validated by onnxruntime loading the `.ort` file.
+The `required_operators.config` it writes travels beside the model: it is what a minimal
+onnxruntime build (`--include_ops_by_config`) needs to contain exactly these operators.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ..artifact import Artifact, IOMapping
+from ..converters.base import EdgeContext
+from ..errors import ConversionFailed
+from ..targets.onnx import OnnxRuntimeRunner
+from .base import Detected, Edge, FormatSpec, Probe, Requirement, TargetSpec
+from .onnx import QUANTIZED_TOLERANCES
+
+CONFIG_NAME = "model.required_operators.config"
+
+
+class OrtFormatRunner(OnnxRuntimeRunner):
+    runtime = "onnxruntime (ORT format)"
+    # Recognised by content, so a renamed file (no .ort suffix) must still load as ORT format.
+    session_config = {"session.load_model_format": "ORT"}
+
+
+def detect(probe: Probe) -> Detected | None:
+    if not probe.is_dir and len(probe.head) >= 8 and probe.head[4:8] == b"ORTM":
+        return Detected("ort", "ort", "flatbuffer with identifier ORTM (ONNX Runtime ORT format)")
+    return None
+
+
+def _reason(log: str) -> str:
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "Error" in ln or "FAIL" in ln or "Fail" in ln]
+    return (errors or lines or ["no output"])[-1][:300]
+
+
+def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
+    """ONNX -> .ort (fixed optimizations), with its required-operators config beside it."""
+    staging = workdir / "in"
+    staging.mkdir(exist_ok=True)
+    model = staging / "model.onnx"  # the tool converts every .onnx under the path it is given
+    shutil.copyfile(onnx_artifact.path, model)
+    out = workdir / "out"
+    env = {**os.environ, "ORT_LOGGING_LEVEL": "3"}
+    process = subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(model),
+                              "--output_dir", str(out), "--optimization_style", "Fixed"],
+                             capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    if ctx.verbose:
+        sys.stderr.write(process.stdout + process.stderr)
+    produced, config = out / "model.ort", out / CONFIG_NAME
+    if process.returncode != 0 or not produced.is_file() or not config.is_file():
+        raise ConversionFailed(f"onnxruntime could not convert the model to ORT format: "
+                               f"{_reason(process.stdout + process.stderr)}.",
+                               "Run with --verbose for the converter's log.")
+    # The config names the scratch path it was made from; name the shipped file instead.
+    config.write_text("".join(f"# - model.ort\n" if line.startswith("# - ") else line
+                              for line in config.read_text().splitlines(keepends=True)))
+    target = workdir / "model.ort"
+    shutil.move(str(produced), target)
+    shutil.move(str(config), workdir / CONFIG_NAME)
+    io = IOMapping.identity(list(onnx_artifact.inputs), list(onnx_artifact.outputs))
+    return Artifact(path=target, format="ort", inputs=onnx_artifact.inputs, outputs=onnx_artifact.outputs,
+                    io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "ort"),
+                    layout=onnx_artifact.layout, quantization=onnx_artifact.quantization,
+                    companions=(workdir / CONFIG_NAME,),
+                    extra={"converter": "onnxruntime.tools.convert_onnx_models_to_ort",
+                           "optimization_style": "Fixed"})
+
+
+FORMAT = FormatSpec(
+    name="ort", description="ONNX Runtime ORT format (.ort)",
+    requirement=Requirement("onnx", modules=("onnxruntime",)),
+    detect="modelport.formats.ort:detect",
+    target=TargetSpec(runner="modelport.formats.ort:OrtFormatRunner", file_name="model.ort",
+                      tolerances=QUANTIZED_TOLERANCES),
+    packages=("onnxruntime",),
+)
+
+EDGES = (Edge("onnx2ort", "onnx", "ort", "modelport.formats.ort:convert",
+              Requirement("onnx", modules=("onnxruntime", "onnx"))),)

@@ -1,0 +1,78 @@
+"""Frozen options for every API call. One shared validation-options type; each command's options
+extend it with what only that command has."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .sources.base import LoadOptions
+from .spec import InputRange, TensorSpec
+
+Progress = Callable[[str, str], None]  # (event: "start"|"done", message)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How a model is loaded: shapes it lacks, which signature, whether its code may run."""
+
+    inputs: tuple[TensorSpec, ...] = ()
+    signature: str | None = None
+    trust_remote_code: bool = False
+    verbose: bool = False
+    threads: int = 1
+
+    def load_options(self, describe_only: bool = False) -> LoadOptions:
+        return LoadOptions(inputs=self.inputs, trust_remote_code=self.trust_remote_code,
+                           signature=self.signature, verbose=self.verbose, describe_only=describe_only)
+
+
+@dataclass(frozen=True)
+class ValidationOptions(ModelOptions):
+    """How two models are compared: sample data, tolerances, latency runs."""
+
+    input_ranges: tuple[InputRange, ...] = ()
+    sample_inputs: Path | None = None
+    samples: int = 3
+    seed: int = 0
+    atol: float | None = None
+    rtol: float | None = None
+    min_cosine: float | None = None
+    top_k: int | None = None
+    output_tolerances: dict[str, dict[str, Any]] | None = None  # per output name: {"atol": .., "min_cosine": ..}
+    latency: bool = True
+    latency_runs: int = 20
+    latency_warmup: int = 3
+
+
+@dataclass(frozen=True)
+class ConvertOptions(ValidationOptions):
+    targets: tuple[str, ...] = ("onnx",)
+    output_dir: Path | None = None
+    framework: str | None = None
+    opset: int | None = None
+    via: tuple[str, ...] = ()
+    keep_layout: bool = False
+    simplify: bool = False
+    quantize: str = "none"                    # none | fp16 | dynamic | int8
+    calibration_data: Path | None = None      # int8: representative inputs (.npz or test_data_set dirs)
+    calibration_samples: int = 32             # seeded samples when no calibration data is given
+    validate: bool = True
+
+
+@dataclass(frozen=True)
+class ValidateOptions(ValidationOptions):
+    maps: tuple[str, ...] = ()               # --map REF=CAND[:PERM]
+    latency: bool = False
+    latency_runs: int = 50
+    latency_warmup: int = 5
+
+
+@dataclass(frozen=True)
+class BenchOptions(ModelOptions):
+    runs: int = 50
+    warmup: int = 5
+    against: str | None = None
+    seed: int = 0

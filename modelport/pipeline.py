@@ -1,0 +1,242 @@
+"""`convert`: plan a path per target, run its edges (sharing intermediates), place each artifact
+atomically, then validate each on its own runtime. Leaves the process as it found it."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ._lazy import captured_output
+from .artifact import Artifact, dump_json, sha256_of, size_of, write_sidecar
+from .converters import graph
+from .converters.base import EdgeContext
+from .describe import describe_loaded
+from .errors import BadInput, BackendMissing, ConversionFailed, ModelportError
+from .formats.base import Edge
+from .loading import load_source, source_node
+from .options import ConvertOptions, Progress
+from .placement import default_output_dir, place, write_atomic
+from .registry import ENTRY_KIND, Registry, default
+from .results import ConvertResult, TargetResult, Verdict
+from .sources.base import SourceModel
+from .sources.entry import resolve
+from .validation import validate_targets
+
+
+def _notify(progress: Progress | None, event: str, message: str) -> None:
+    if progress:
+        progress(event, message)
+
+
+def convert(source: str, options: ConvertOptions, progress: Progress | None = None,
+            registry: Registry | None = None) -> ConvertResult:
+    """Convert SOURCE to each target, validate each on its own runtime, and return the results."""
+    registry = registry or default()
+    known = registry.targets()
+    for name in options.targets:
+        if name not in known and name != "all":
+            raise BadInput(f"Unknown target '{name}'.", f"Targets: {', '.join(known)}, or all.")
+    _notify(progress, "start", f"Loading {source}")
+    model = load_source(source, options.load_options(), framework=options.framework, registry=registry)
+    try:
+        _notify(progress, "done", f"Loaded {model.format} model")
+        return _convert_loaded(source, model, options, progress, registry)
+    finally:
+        model.close()
+
+
+def _convert_loaded(source: str, model: SourceModel, options: ConvertOptions, progress: Progress | None,
+                    registry: Registry) -> ConvertResult:
+    _check_before_converting(model, options)
+    result = ConvertResult(source=describe_loaded(model, source))
+    out_dir = options.output_dir or default_output_dir(source)
+    src_node = source_node(model, registry)
+    everything = "all" in options.targets
+    targets = graph.reachable(src_node, registry) if everything else list(options.targets)
+    with tempfile.TemporaryDirectory(prefix="modelport-") as scratch_root:
+        scratch = Path(scratch_root)
+        ctx = EdgeContext(opset=options.opset, verbose=options.verbose, seed=options.seed,
+                          keep_layout=options.keep_layout, quantize=options.quantize, scratch=scratch,
+                          signature=options.signature, source=model)
+        origin = model.artifact()
+        if model.format == "onnx" and options.opset:
+            from .converters.onnx_opset import convert_opset
+
+            origin = convert_opset(origin, options.opset, scratch)
+        if options.quantize == "int8":
+            ctx.calibration = _calibration(model, options)
+        produced: dict[tuple[str, ...], Artifact | ModelportError] = {(): origin}
+        for name in targets:
+            missing = _missing_backend(name, src_node, options, registry) if everything else None
+            if missing is not None:  # `--to all` means what is installed here: the rest is a skipped row
+                item = TargetResult(target=name, verdict=Verdict.skipped(missing.one_line()))
+                result.targets.append(item)
+                continue
+            result.targets.append(_convert_one(name, model, src_node, out_dir, options, ctx, produced, progress,
+                                               registry))
+        result.converter_runs = dict(ctx.runs)
+        if options.validate:
+            validate_targets(model, result.targets, options, progress, registry=registry)
+    return result
+
+
+def _missing_backend(target: str, src_node: str, options: ConvertOptions,
+                     registry: Registry) -> BackendMissing | None:
+    """Why `target` cannot be made (or run) here, or None when some path to it is installed."""
+    spec = registry.spec(target)
+    if options.validate:
+        problem = spec.requirement.problem(f"to run {target} models")
+        if problem is not None:
+            return problem
+    paths = [graph.plan(src_node, target, options.via, registry)] if options.via else (
+        graph.alternatives(src_node, target, registry=registry) or [graph.plan(src_node, target, (), registry)])
+    first: BackendMissing | None = None
+    for edges in paths:
+        problems = [p for e in edges if (p := e.requirement.problem(f"for {e.name}")) is not None]
+        if not problems:
+            return None
+        first = first or problems[0]
+    return first
+
+
+def explain(source: str, options: ConvertOptions, registry: Registry | None = None) -> dict[str, str]:
+    """The path each target would take, without converting anything."""
+    registry = registry or default()
+    detected = registry.detect(source)
+    if detected.format == ENTRY_KIND:  # imports the user's module to learn its framework
+        _, name = resolve(source, registry.entry_frameworks(), registry.function_format(),
+                          registry.extra_for_module())
+        node = registry.spec(name).node
+    else:
+        node = registry.spec(detected.spec).node
+    targets = graph.reachable(node, registry) if "all" in options.targets else list(options.targets)
+    plans = {}
+    for target in targets:
+        try:
+            plans[target] = graph.explain(node, target, options.via, registry)
+        except BadInput as exc:
+            plans[target] = f"unreachable: {exc.message}"
+    return plans
+
+
+def _check_before_converting(model: SourceModel, options: ConvertOptions) -> None:
+    """Catch what would fail after minutes of conversion: bad sample data, impossible --samples,
+    tolerances for outputs the model does not have."""
+    from .validators.data import check_sample_budget, load_samples
+
+    if options.validate:
+        check_sample_budget(list(model.inputs), options.samples)
+        if options.sample_inputs is not None:
+            load_samples(options.sample_inputs, list(model.inputs))
+    known = [s.name for s in model.outputs]
+    unknown = [name for name in (options.output_tolerances or {}) if name not in known]
+    if unknown:
+        raise BadInput(f"A tolerance is set for output '{unknown[0]}', which the model does not have.",
+                       f"Its outputs: {', '.join(known)}.")
+
+
+def _calibration(model: SourceModel, options: ConvertOptions) -> list[dict[str, Any]]:
+    """int8 calibration samples: the user's data, else seeded inputs (then the report says so:
+    seeded noise calibrates ranges poorly, so accuracy on real data may be worse)."""
+    from .validators.data import load_samples, make_feeds
+
+    if options.calibration_data is not None:
+        return load_samples(options.calibration_data, list(model.inputs))
+    ranges = {r.name: r for r in options.input_ranges}
+    return [make_feeds(list(model.inputs), seed=options.seed + 1000, sample=i, ranges=ranges)
+            for i in range(options.calibration_samples)]
+
+
+def _run_path(edges: list[Edge], src_node: str, options: ConvertOptions, ctx: EdgeContext,
+              produced: dict[tuple[str, ...], Artifact | ModelportError], progress: Progress | None) -> Artifact:
+    """Run a chain of edges, reusing intermediates (and failures) an earlier target produced."""
+    first = produced[()]
+    assert isinstance(first, Artifact)
+    artifact = first
+    for depth, edge in enumerate(edges):
+        key = tuple(e.name for e in edges[: depth + 1])
+        if key in produced:  # an earlier target already made this intermediate, or failed to
+            earlier = produced[key]
+            if isinstance(earlier, ModelportError):
+                raise earlier
+            artifact = earlier
+            continue
+        edge.requirement.ensure(f"for {edge.name} ({edge.src} -> {edge.dst})")
+        _notify(progress, "start", f"{edge.src} -> {edge.dst} ({edge.name})")
+        assert ctx.scratch is not None
+        workdir = ctx.scratch / "-".join(key)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ctx.count(edge.name)
+        try:
+            with captured_output(options.verbose):  # backends print at import time, before edges can
+                artifact = edge.load()(artifact, workdir, ctx)
+            if artifact.format == "onnx":
+                from .targets.onnx import check_model
+
+                check_model(artifact.path)
+        except ModelportError as exc:
+            produced[key] = exc
+            raise
+        produced[key] = artifact
+        _notify(progress, "done", f"{edge.src} -> {edge.dst} ({edge.name})")
+    if not edges:  # the source already is the target's format: the artifact is a copy of it
+        artifact = artifact.with_(path_taken=(src_node,))
+    return artifact
+
+
+def _convert_one(name: str, model: SourceModel, src_node: str, out_dir: Path, options: ConvertOptions,
+                 ctx: EdgeContext, produced: dict[tuple[str, ...], Artifact | ModelportError],
+                 progress: Progress | None, registry: Registry) -> TargetResult:
+    spec = registry.spec(name)
+    assert spec.target is not None
+    started = time.perf_counter()
+    item = TargetResult(target=name)
+    try:
+        # --via forces one path; otherwise the cheapest, then the next ones if a converter fails.
+        paths = [graph.plan(src_node, name, options.via, registry)] if options.via else (
+            graph.alternatives(src_node, name, registry=registry) or [graph.plan(src_node, name, (), registry)])
+        failures: list[ConversionFailed] = []
+        for edges in paths:
+            item.plan = (src_node, *(e.dst for e in edges))
+            try:
+                artifact = _run_path(edges, src_node, options, ctx, produced, progress)
+                break
+            except ConversionFailed as exc:
+                failures.append(exc)
+        else:
+            item.plan = (src_node, *(e.dst for e in paths[0]))  # report the path that was meant
+            first = failures[0]
+            others = list(dict.fromkeys(f.message for f in failures[1:] if f.message != first.message))
+            if others:
+                raise ConversionFailed(f"{first.message} (other paths failed too: {'; '.join(others)})", first.hint)
+            raise first
+        if failures:
+            artifact = artifact.with_(extra={**artifact.extra, "fallback_from": [f.message for f in failures]})
+        if name == "onnx" and options.simplify:
+            from .converters.onnx_simplify import simplify
+
+            assert ctx.scratch is not None
+            artifact = simplify(artifact, ctx.scratch, options.verbose)
+        final = out_dir / spec.target.file_name
+        place(artifact.path, final)
+        for companion in artifact.companions:
+            place(companion, out_dir / companion.name)
+        write_atomic(dump_json(write_sidecar(artifact, str(model.display))),
+                     final.with_name(final.name + ".modelport.json"))
+        item.artifact = artifact.with_(path=final, companions=tuple(out_dir / c.name for c in artifact.companions))
+        item.path = final
+        item.size_bytes = size_of(final)
+        item.sha256 = sha256_of(final)
+        item.verdict = Verdict.converted()
+    except ModelportError as exc:
+        item.verdict = Verdict.error(exc)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a converter bug we did not foresee: report it, keep other targets going
+        if options.verbose:
+            raise
+        item.verdict = Verdict.error(f"{type(exc).__name__}: {exc}", 3)
+    item.seconds = time.perf_counter() - started
+    return item

@@ -1,0 +1,79 @@
+"""Validate produced artifacts against the source: the same inputs, each on its own runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .errors import BackendMissing, ModelportError
+from .options import Progress, ValidationOptions
+from .registry import Registry, default
+from .results import NumericResult, Status, TargetResult, Verdict
+from .runners import open_runner
+from .targets.base import Runner
+from .validators.compare import Tolerance, compare_output
+from .validators.latency import measure
+from .validators.validate import sample_feeds, to_artifact_feeds, to_source_outputs, tolerance_for
+
+_GIVEN_MODEL_TOLERANCE = Tolerance(1e-4, 1e-3)  # `validate A B`: two models said to be the same
+
+
+def validate_targets(model: Runner, items: list[TargetResult], options: ValidationOptions,
+                     progress: Progress | None = None,
+                     open_candidate: Callable[[TargetResult], Runner] | None = None,
+                     registry: Registry | None = None) -> None:
+    """Run the reference once per sample, then each converted item's artifact on its runtime, and
+    compare. `open_candidate` gives the runner of an item's artifact; by default its target's."""
+    registry = registry or default()
+    todo = [t for t in items if t.verdict.status is Status.CONVERTED and t.artifact is not None]
+    if not todo:
+        return
+    if progress:
+        progress("start", "Running the reference model")
+    feeds = sample_feeds(model, options)
+    references = [model.run(f) for f in feeds]
+    reference_latency = (measure(model, feeds[0], options.latency_runs, options.latency_warmup, options.threads)
+                         if options.latency else None)
+    if progress:
+        progress("done", "Reference outputs ready")
+    for item in todo:
+        artifact = item.artifact
+        assert artifact is not None
+        try:
+            if open_candidate is None:
+                spec = registry.spec(item.target)
+                assert spec.target is not None
+                base = spec.target.tolerance(artifact.quantization)
+                runner_cm = open_runner(spec, artifact.path, options.threads)
+            else:
+                base = _GIVEN_MODEL_TOLERANCE
+                runner_cm = open_candidate(item)
+            if progress:
+                progress("start", f"Validating {item.target} on {runner_cm.runtime}")
+            with runner_cm as runner:
+                produced = [to_source_outputs(artifact, runner.run(to_artifact_feeds(artifact, f))) for f in feeds]
+                if options.latency:
+                    item.latency = measure(runner, to_artifact_feeds(artifact, feeds[0]), options.latency_runs,
+                                           options.latency_warmup, options.threads)
+        except BackendMissing as exc:  # the runtime is not installed here: say how to install it
+            item.verdict = Verdict.error(exc)
+            continue
+        except ModelportError as exc:
+            item.verdict = Verdict.error(f"The model does not run on its runtime: {exc.one_line()}", 3)
+            continue
+        item.reference_latency = reference_latency
+        comparisons = [compare_output(name, [r[name] for r in references], [p[name] for p in produced],
+                                      tolerance_for(name, base, options))
+                       for name in references[0] if name in produced[0]]
+        missing = [name for name in references[0] if name not in produced[0]]
+        tolerance = tolerance_for("", base, options)
+        item.numeric = NumericResult(tolerance.atol, tolerance.rtol, len(feeds), comparisons)
+        if missing:
+            item.verdict = Verdict.error(f"The model lacks the output(s) {', '.join(missing)} of the reference.", 3)
+        elif item.numeric.passed:
+            item.verdict = Verdict.passed()
+        else:
+            worst = item.numeric.worst()
+            item.verdict = Verdict.failed(f"Output '{worst.name}' differs from the reference (sample "
+                                          f"{worst.worst_sample}): {worst.reason}, cosine {worst.cosine:.6f}.")
+        if progress:
+            progress("done", f"{item.target}: {item.status}")
