@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.modelport-installed
 
-.PHONY: install demo test bench fixtures clean
+.PHONY: install demo test typecheck bench fixtures clean
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt modelport/targets/tfjs_runner/package-l
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" 
 	$(BIN)/python -m pip install -c constraints.txt torch==2.13.0 onnx2tf==1.29.24 tf2onnx==1.17.0 \
 		jax==0.6.2 jaxlib==0.6.2 tensorflow-hub==0.16.1 importlib_resources "setuptools<81" onnxscript \
-		click rich "pytest<9" matplotlib==3.11.2 xmlschema==4.3.2
+		click rich "pytest<9" matplotlib==3.11.2 xmlschema==4.3.2 mypy==2.4.1
 	$(BIN)/python -m pip install -c constraints.txt --no-deps tensorflowjs==4.22.0 onnx2torch==1.5.15
 	$(BIN)/python -m pip install -c constraints.txt --no-deps --no-build-isolation -e .
 	# The TF.js runner's Node packages, exactly as locked (pure JS: nothing native is downloaded).
@@ -27,8 +27,12 @@ demo: install
 	$(BIN)/modelport convert examples/tiny_classifier.pt2 --to all -o modelport-out/demo \
 		--report modelport-out/demo/report.json
 
-test: install
+# The suite: the type check of modelport/ (mypy, configured in pyproject.toml), then pytest.
+test: install typecheck
 	$(BIN)/python -m pytest
+
+typecheck: install
+	$(BIN)/python -m mypy
 
 bench: install
 	$(BIN)/python benchmarks/startup.py

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _API = {"convert", "validate", "bench", "check", "inspect", "explain", "ConvertOptions", "ValidateOptions",
         "BenchOptions", "ConvertResult", "TargetResult", "Status"}

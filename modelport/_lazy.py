@@ -34,11 +34,11 @@ def scoped_env(values: dict[str, str], override: bool = False) -> Iterator[None]
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
+        for key, previous in saved.items():
+            if previous is None:
                 os.environ.pop(key, None)
             else:
-                os.environ[key] = value
+                os.environ[key] = previous
 
 
 def require(module: str, extra: str = "all", purpose: str = "") -> ModuleType:

@@ -27,7 +27,8 @@ class TensorLink:
     zero_point: int = 0
 
     def to_json(self) -> dict:
-        data = {"name": self.name, "source": self.source_name, "perm": list(self.perm) if self.perm else None}
+        data: dict[str, Any] = {"name": self.name, "source": self.source_name,
+                                "perm": list(self.perm) if self.perm else None}
         if self.scale is not None:
             data.update(scale=self.scale, zero_point=self.zero_point)
         return data
@@ -51,7 +52,7 @@ class IOMapping:
             for link in second:
                 prev = by_name.get(link.source_name, TensorLink(link.source_name, link.source_name))
                 if prev.perm and link.perm:
-                    perm = tuple(prev.perm[i] for i in link.perm)
+                    perm: tuple[int, ...] | None = tuple(prev.perm[i] for i in link.perm)
                 else:
                     perm = link.perm or prev.perm
                 quantized = link if link.scale is not None else prev  # elementwise: commutes with perm

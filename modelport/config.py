@@ -22,7 +22,8 @@ OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "latency_runs": int, "latency_warmup": int, "via": list, "calibration_data": str,
 }
 MODEL_KEYS = {"source", "name", "inputs", "targets", "tolerance", "budget", *OPTION_TYPES}
-TOLERANCE_KEYS = {"atol": (int, float), "rtol": (int, float), "min_cosine": (int, float), "top_k": int}
+TOLERANCE_KEYS: dict[str, type | tuple[type, ...]] = {"atol": (int, float), "rtol": (int, float),
+                                                      "min_cosine": (int, float), "top_k": int}
 BUDGET_KEYS = {"latency_p50_ms", "latency_ratio", "size_mb"}
 
 

@@ -49,7 +49,7 @@ def describe_tfjs(source: str) -> dict[str, Any]:
                 size *= int(dim)
             parameters += size
 
-    def specs(entries: dict) -> list[dict]:
+    def specs(entries: dict | None) -> list[dict]:
         out = []
         for name, entry in (entries or {}).items():
             dims = entry.get("tensorShape", {}).get("dim", [])

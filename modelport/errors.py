@@ -45,5 +45,10 @@ def _rebuild(cls: type, message: str, hint: str | None) -> ModelportError:
     return cls(message, hint)
 
 
+def _reduce(self: ModelportError) -> tuple[object, ...]:
+    return (_rebuild, (type(self), self.message, self.hint))
+
+
 # Errors cross process boundaries (isolated runners); keep the hint when pickled.
-ModelportError.__reduce__ = lambda self: (_rebuild, (type(self), self.message, self.hint))  # type: ignore[method-assign]
+# mypy types an assigned method's self as object; _reduce is only ever bound to a ModelportError.
+ModelportError.__reduce__ = _reduce  # type: ignore[method-assign, assignment]

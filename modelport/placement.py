@@ -10,7 +10,7 @@ from pathlib import Path
 
 def default_output_dir(source: str) -> Path:
     stem = Path(source.rpartition(":")[2] if ":" in source and not Path(source).exists() else source).name
-    for suffix in (".tflite", ".onnx", ".ort", ".pt2", ".pt", ".pth", ".ts", ".keras", ".h5", ".py"):
+    for suffix in (".tflite", ".onnx", ".pt2", ".pt", ".pth", ".ts", ".keras", ".h5", ".py"):
         stem = stem.removesuffix(suffix)
     return Path("modelport-out") / (stem or "model")
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, overload
 
 from .errors import BadInput
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Dim = int | str  # a str dimension is symbolic (dynamic), e.g. "batch"
 
@@ -53,7 +57,7 @@ def normalize_dtype(text: str) -> str:
 _NAME = r"[A-Za-z_][\w./\-]*"
 
 
-def quantize(value, scale: float, zero_point: int, dtype: str):
+def quantize(value: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
     """Float to the integers a quantized tensor stores: round(value / scale) + zero_point, clipped."""
     import numpy as np
 
@@ -61,7 +65,7 @@ def quantize(value, scale: float, zero_point: int, dtype: str):
     return np.clip(np.round(value / np.float32(scale)) + zero_point, info.min, info.max).astype(dtype)
 
 
-def dequantize(value, scale: float, zero_point: int):
+def dequantize(value: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     import numpy as np
 
     return (value.astype(np.float32) - zero_point) * np.float32(scale)
@@ -107,6 +111,10 @@ def parse_input_range(text: str) -> InputRange:
     return InputRange(parts[0], low, high)
 
 
+@overload
+def merge_specs(model_specs: list[TensorSpec], user_specs: list[TensorSpec]) -> list[TensorSpec]: ...
+@overload
+def merge_specs(model_specs: list[TensorSpec] | None, user_specs: list[TensorSpec]) -> list[TensorSpec] | None: ...
 def merge_specs(model_specs: list[TensorSpec] | None, user_specs: list[TensorSpec]) -> list[TensorSpec] | None:
     """User `--input` specs win over what the model says; they may name a subset."""
     if not user_specs:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import TracebackType
+from typing import Protocol
 
 from .errors import BackendMissing, ModelportError
 from .options import Progress, ValidationOptions
@@ -14,12 +16,36 @@ from .validators.compare import Tolerance, compare_output
 from .validators.latency import measure
 from .validators.validate import sample_feeds, to_artifact_feeds, to_source_outputs, tolerance_for
 
+_INTEGER_PRECISIONS = ("int8", "int16", "dynamic")
+
+
+def _cpu_note() -> str:
+    """Integer kernels differ across CPUs (onnxruntime's saturate without VNNI): say where this ran."""
+    from .validators.report import cpu_features
+
+    cpu = cpu_features()
+    return (f"integer kernels validated on {cpu['model']} ({'with' if cpu['vnni'] else 'without'} VNNI; "
+            f"{', '.join(cpu['features']) or 'no SIMD flags read'}): results can differ on other CPUs")
+
+
 _GIVEN_MODEL_TOLERANCE = Tolerance(1e-4, 1e-3)  # `validate A B`: two models said to be the same
+
+
+class RunnerContext(Protocol):
+    """What `open_candidate` returns: a context manager giving a loaded Runner, named by its runtime
+    (a Runner itself, or a wrapper over one already open)."""
+
+    runtime: str
+
+    def __enter__(self) -> Runner: ...
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 trace: TracebackType | None, /) -> None: ...
 
 
 def validate_targets(model: Runner, items: list[TargetResult], options: ValidationOptions,
                      progress: Progress | None = None,
-                     open_candidate: Callable[[TargetResult], Runner] | None = None,
+                     open_candidate: Callable[[TargetResult], RunnerContext] | None = None,
                      registry: Registry | None = None) -> None:
     """Run the reference once per sample, then each converted item's artifact on its runtime, and
     compare. `open_candidate` gives the runner of an item's artifact; by default its target's."""
@@ -43,7 +69,7 @@ def validate_targets(model: Runner, items: list[TargetResult], options: Validati
                 spec = registry.spec(item.target)
                 assert spec.target is not None
                 base = spec.target.tolerance(artifact.quantization)
-                runner_cm = open_runner(spec, artifact.path, options.threads)
+                runner_cm: RunnerContext = open_runner(spec, artifact.path, options.threads)
             else:
                 base = _GIVEN_MODEL_TOLERANCE
                 runner_cm = open_candidate(item)
@@ -75,5 +101,7 @@ def validate_targets(model: Runner, items: list[TargetResult], options: Validati
             worst = item.numeric.worst()
             item.verdict = Verdict.failed(f"Output '{worst.name}' differs from the reference (sample "
                                           f"{worst.worst_sample}): {worst.reason}, cosine {worst.cosine:.6f}.")
+        if artifact.quantization in _INTEGER_PRECISIONS:
+            item.notes.append(_cpu_note())
         if progress:
             progress("done", f"{item.target}: {item.status}")

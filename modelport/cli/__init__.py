@@ -7,7 +7,7 @@ import importlib
 
 import click
 
-from .. import __version__
+from .._version import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("modelport.cli.convert:convert", "Convert a model to one or more targets and validate each."),

@@ -7,6 +7,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -54,7 +55,7 @@ class Progress:
 
         self.console = Console(stderr=True)
         self.enabled = enabled
-        self._status = None
+        self._status: Any = None  # a rich Status while a spinner runs
         self._started = 0.0
         self._message = ""
 
@@ -127,7 +128,8 @@ def report_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def write_reports(results: list, threads: int, report=None, junit=None, markdown=None, html=None,
+def write_reports(results: list, threads: int, report: Path | None = None, junit: Path | None = None,
+                  markdown: Path | None = None, html: Path | None = None,
                   document: dict | None = None) -> None:
     """Write each requested report (atomically); all formats render the same JSON documents."""
     if not any((report, junit, markdown, html)):

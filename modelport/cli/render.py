@@ -38,7 +38,7 @@ def convert_table(result: ConvertResult, title: str | None = None) -> None:
             item.target, f"[{_STYLE[item.status]}]{status}[/]", str(item.path) if item.path else "-",
             human_size(item.size_bytes),
             f"{worst.max_abs_diff:.2e}" if worst else "-",
-            f"{min(o.cosine for o in numeric.outputs):.6f}" if worst else "-",
+            f"{min(o.cosine for o in numeric.outputs):.6f}" if worst and numeric else "-",
             f"{item.latency.p50:.2f}" if item.latency else "-",
             " -> ".join(item.artifact.path_taken if item.artifact else item.plan) or "-",
             f"{item.seconds:.1f}",

@@ -43,7 +43,7 @@ def signature_name(name: str, taken: set[str]) -> str:
 
 def polymorphic_shape(spec: TensorSpec) -> str | None:
     """jax2tf's spec for an input with named dims, e.g. "(batch, 4)"; None when all static."""
-    if not any(isinstance(d, str) for d in spec.shape or ()):
+    if spec.shape is None or not any(isinstance(d, str) for d in spec.shape):
         return None
     return "(" + ", ".join(str(d) for d in spec.shape) + ("," if len(spec.shape) == 1 else "") + ")"
 
@@ -92,8 +92,10 @@ def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
             module = tf.Module()
             module.params = [tf.Variable(np.asarray(a), trainable=False, name=f"param_{i}")
                              for i, a in enumerate(bound.arrays)]
-            signature = [tf.TensorSpec([None if isinstance(d, str) else d for d in s.shape], tf.as_dtype(s.dtype),
-                                       name=name) for s, name in zip(inputs, in_names)]
+            # A loaded jax source has every input shape; None would be TF's "unknown rank".
+            signature = [tf.TensorSpec(None if s.shape is None else [None if isinstance(d, str) else d
+                                                                       for d in s.shape],
+                                       tf.as_dtype(s.dtype), name=name) for s, name in zip(inputs, in_names)]
 
             def serve(*xs: Any) -> dict[str, Any]:
                 # The signature keeps the user's dtypes (e.g. int64 ids); JAX without x64 computes in 32 bits.

@@ -12,27 +12,32 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .._lazy import captured_output, require, scoped_env
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
-from ..spec import TensorSpec
+from ..spec import Dim, TensorSpec
 from ..formats.base import Edge, Requirement
 from .base import EdgeContext
+
+if TYPE_CHECKING:
+    from ..targets.base import Runner
 
 
 def channel_last(rank: int) -> tuple[int, ...]:
     return (0, *range(2, rank), 1)
 
 
-def _matches(shape_a, shape_b) -> bool:
+def _matches(shape_a: tuple[Dim, ...] | None, shape_b: tuple[Dim, ...] | None) -> bool:
     if shape_a is None or shape_b is None or len(shape_a) != len(shape_b):
         return False
     return all(not isinstance(a, int) or not isinstance(b, int) or a == b for a, b in zip(shape_a, shape_b))
 
 
-def _permute(shape, perm):
+def _permute(shape: tuple[Dim, ...], perm: tuple[int, ...]) -> tuple[Dim, ...]:
     return tuple(shape[i] for i in perm)
 
 
@@ -59,8 +64,11 @@ def _link(source: TensorSpec, produced: TensorSpec, kept: bool) -> tuple[TensorL
     """The permutation onnx2tf applied, from its rule (rank 3-5 become channel-last) checked
     against the produced shape. Returns the link and whether the shape leaves it ambiguous."""
     rank = len(source.shape or ())
-    candidates = [None] if kept or rank < 3 else [channel_last(rank), None]
-    fitting = [p for p in candidates if _matches(_permute(source.shape, p) if p else source.shape, produced.shape)]
+    candidates: list[tuple[int, ...] | None] = [None] if kept or rank < 3 else [channel_last(rank), None]
+    # (a permutation is only a candidate for rank >= 3, so the shape is known wherever p is set)
+    fitting = [p for p in candidates
+               if _matches(_permute(source.shape, p) if p and source.shape is not None else source.shape,
+                           produced.shape)]
     if not fitting:
         raise ConversionFailed(f"onnx2tf changed '{source.name}' from shape {source.shape} to {produced.shape}.",
                                "This layout change cannot be mapped back; run with --verbose.")
@@ -78,7 +86,7 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
         return ctx.cache[key]
     np = require("numpy")
     onnx2tf = require("onnx2tf", purpose="to convert ONNX to TFLite and SavedModel")
-    impl = require("onnx2tf.onnx2tf")
+    impl: Any = require("onnx2tf.onnx2tf")  # a module; its attributes are set below
     work = Path(ctx.scratch or onnx_artifact.path.parent) / f"onnx2tf-{len(ctx.cache)}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -185,7 +193,7 @@ def quantization_arguments(onnx_artifact: Artifact, ctx: EdgeContext, work: Path
     if not ctx.calibration:
         raise ConversionFailed("int8 quantization needs calibration data.", "Pass --calibration-data FILE.npz.")
     keep = onnx_artifact.layout == "nhwc" or ctx.keep_layout
-    entries = []
+    entries: list[list[Any]] = []
     for link in onnx_artifact.io.inputs:
         batch = np.concatenate([sample[link.source_name] for sample in ctx.calibration], axis=0)
         rank = batch.ndim
@@ -291,7 +299,8 @@ def to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> A
                                           "signature": "serving_default"})
 
 
-def _mapping(onnx_artifact: Artifact, produced_in, produced_out, ctx: EdgeContext, open_runner):
+def _mapping(onnx_artifact: Artifact, produced_in: list[TensorSpec], produced_out: list[TensorSpec], ctx: EdgeContext,
+             open_runner: Callable[[], Runner]) -> tuple[IOMapping, str]:
     channel_last_source = onnx_artifact.layout == "nhwc"
     io, ambiguous = map_io(onnx_artifact, produced_in, produced_out, ctx.keep_layout or channel_last_source)
     if ambiguous:
@@ -315,7 +324,7 @@ def map_io(onnx_artifact: Artifact, produced_in: list[TensorSpec], produced_out:
     return IOMapping(tuple(inputs), tuple(outputs)), ambiguous
 
 
-def _probe_outputs(onnx_artifact: Artifact, runner, io: IOMapping, ambiguous: list[int],
+def _probe_outputs(onnx_artifact: Artifact, runner: Runner, io: IOMapping, ambiguous: list[int],
                    ctx: EdgeContext) -> IOMapping:
     """Where an output's shape fits both layouts (e.g. 1x8x8x8), run both models once and keep
     the permutation whose numbers agree: recorded here once, never guessed by the validator."""

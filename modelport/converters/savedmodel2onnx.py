@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .._lazy import require
 from ..artifact import Artifact, IOMapping, TensorLink
@@ -57,7 +58,7 @@ def onnx_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     graph = onnx.load(str(path), load_external_data=False).graph
     initializers = {i.name for i in graph.initializer}
 
-    def spec(value) -> TensorSpec:
+    def spec(value: Any) -> TensorSpec:
         tensor = value.type.tensor_type
         shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
         dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "float32"

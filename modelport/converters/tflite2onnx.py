@@ -94,6 +94,13 @@ def convert(tflite: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     run_tf2onnx(["--tflite", str(tflite.path), *rename], out, ctx, "TFLite model")
     if facts.precision == "int16":
         _check_int16(out)
+    portable = {}
+    if facts.precision == "int8":
+        # int8 QDQ saturates in onnxruntime's default kernels on x86-64 CPUs without VNNI; the
+        # same graph in uint8 is exact there (see qdq_portable.py).
+        from .qdq_portable import make_portable
+
+        portable = make_portable(out)
     inputs, outputs = onnx_io(out)
     io = IOMapping(_links(list(tflite.inputs), inputs, facts.inputs),
                    _links(list(tflite.outputs), outputs, facts.outputs))
@@ -101,7 +108,8 @@ def convert(tflite: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     return Artifact(path=out, format="onnx", inputs=tuple(inputs), outputs=tuple(outputs),
                     io=tflite.io.then(io), path_taken=(*tflite.path_taken, "onnx"), layout="nhwc",
                     quantization=facts.precision,
-                    extra={"converter": "tf2onnx", "opset": ctx.opset or DEFAULT_OPSET, "renamed_io": bool(rename)})
+                    extra={"converter": "tf2onnx", "opset": ctx.opset or DEFAULT_OPSET, "renamed_io": bool(rename),
+                           **({"qdq": portable} if portable else {})})
 
 
 EDGES = (Edge("tflite2onnx", "tflite", "onnx", "modelport.converters.tflite2onnx:convert",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._lazy import captured_output, require
 from ..artifact import Artifact, IOMapping
@@ -19,6 +20,9 @@ from ..validators.data import make_feeds
 from ..formats.base import Edge, Requirement
 from ..sources.torch import TorchModel
 from .base import EdgeContext
+
+if TYPE_CHECKING:
+    from ..spec import TensorSpec
 
 DEFAULT_OPSET = 17
 
@@ -39,7 +43,7 @@ def unsupported_op(message: str) -> str | None:
     return None
 
 
-def _dynamic_axes(inputs, outputs) -> dict[str, dict[int, str]]:
+def _dynamic_axes(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> dict[str, dict[int, str]]:
     axes = {}
     for spec in [*inputs]:
         named = {i: d for i, d in enumerate(spec.shape or ()) if isinstance(d, str)}

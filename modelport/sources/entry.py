@@ -79,6 +79,7 @@ def resolve(source: str, frameworks: Frameworks, function_format: str | None,
                 raise BadInput(f"Entry point file '{target}' does not exist.", "Check the path before ':'.")
             module_name = f"{ENTRY_MODULE_PREFIX}{abs(hash(file.resolve()))}"
             spec = importlib.util.spec_from_file_location(module_name, file)
+            assert spec is not None and spec.loader is not None  # a .py path always gets a source loader
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
             sys.path.insert(0, str(file.parent.resolve()))

@@ -204,7 +204,7 @@ def abstract_inputs(specs: list[TensorSpec], symbolic: bool) -> list[Any]:
     scope = jax.export.SymbolicScope() if symbolic else None
     out = []
     for spec in specs:
-        if symbolic and any(isinstance(d, str) for d in spec.shape):
+        if symbolic and spec.shape is not None and any(isinstance(d, str) for d in spec.shape):
             shape = jax.export.symbolic_shape(", ".join(str(d) for d in spec.shape), scope=scope)
         else:
             shape = concrete_shape(spec)
@@ -267,7 +267,7 @@ def _count_primitives(jaxpr: Any, counts: dict[str, int]) -> None:
 def describe_outputs(display: str, bound: BoundFunction, specs: list[TensorSpec]) -> list[TensorSpec]:
     """Output names and shapes by abstract evaluation (nothing runs); symbolic where inputs are."""
     jax = _jax()
-    dynamic = any(isinstance(d, str) for s in specs for d in s.shape)
+    dynamic = any(isinstance(d, str) for s in specs for d in s.shape or ())  # load_entry: all shapes known
     attempts = [True, False] if dynamic else [False]
     error: Exception | None = None
     for symbolic in attempts:

@@ -93,7 +93,7 @@ class KerasModel(SourceModel):
     framework = "keras"
     runtime = "keras"
 
-    def __init__(self, path, handle, fmt: str, display: str | None = None) -> None:
+    def __init__(self, path: Path | str, handle: Any, fmt: str, display: str | None = None) -> None:
         super().__init__(path, handle, display)
         self.format = fmt
         self.flavour = _keras_flavour(handle)

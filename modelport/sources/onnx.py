@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..errors import BadInput
 from ..spec import merge_specs
@@ -55,7 +56,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> OnnxModel:
     return model
 
 
-def op_counts(proto) -> dict[str, int]:
+def op_counts(proto: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     for node in proto.graph.node:
         key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
@@ -63,7 +64,7 @@ def op_counts(proto) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def parameter_count(proto) -> int:
+def parameter_count(proto: Any) -> int:
     import numpy as np
 
     return int(sum(np.prod(t.dims) if t.dims else 1 for t in proto.graph.initializer))

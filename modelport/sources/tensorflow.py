@@ -48,6 +48,7 @@ class SavedModel(SourceModel):
     format = "savedmodel"
     framework = "tensorflow"
     runtime = "tensorflow"
+    _keepalive: Any  # the loaded SavedModel object, set by `load`
 
     def _load(self) -> None:
         pass  # loaded by `load`

@@ -12,13 +12,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..artifact import Artifact
 from ..errors import BadInput
 from ..spec import TensorSpec, merge_specs
 from ..targets.isolated import IsolatedRunner
 from .base import LoadOptions, SourceModel
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LITERT = "modelport.targets.tflite:LiteRTRunner"
 
@@ -171,7 +174,7 @@ class TfliteModel(SourceModel):
     def _run(self, feeds):
         return self._runner.run(feeds)
 
-    def time_runs(self, feeds, runs: int, warmup: int) -> list[float]:
+    def time_runs(self, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> list[float]:
         self.load()
         return self._runner.time_runs(feeds, runs, warmup)  # timed in the child, not across the pipe
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from ..errors import BadInput
 
@@ -31,7 +31,7 @@ class Runner:
         self.outputs: list[TensorSpec] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def load(self) -> Runner:
+    def load(self) -> Self:
         if not self._loaded:
             self._load()
             self._loaded = True
@@ -42,7 +42,7 @@ class Runner:
             self._close()
             self._loaded = False
 
-    def __enter__(self) -> Runner:
+    def __enter__(self) -> Self:
         return self.load()
 
     def __exit__(self, *exc: Any) -> None:

@@ -16,20 +16,23 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ModelportError
 from .base import Runner
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def _send(stream, obj: Any) -> None:
+
+def _send(stream: IO[bytes], obj: Any) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(struct.pack("<Q", len(data)))
     stream.write(data)
     stream.flush()
 
 
-def _recv(stream) -> Any:
+def _recv(stream: IO[bytes]) -> Any:
     header = stream.read(8)
     if len(header) < 8:
         raise EOFError
@@ -51,6 +54,7 @@ class IsolatedRunner(Runner):
         self.runtime = runner.rsplit(":", 1)[-1]
 
     def _call(self, command: str, *args: Any) -> Any:
+        assert self._proc.stdin is not None and self._proc.stdout is not None  # opened with PIPE
         try:
             _send(self._proc.stdin, (command, args))
             status, value = _recv(self._proc.stdout)
@@ -82,7 +86,7 @@ class IsolatedRunner(Runner):
     def _run(self, feeds):
         return self._call("run", feeds)
 
-    def time_runs(self, feeds, runs: int, warmup: int) -> list[float]:
+    def time_runs(self, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> list[float]:
         self.load()
         return self._call("time", feeds, runs, warmup)
 
@@ -97,6 +101,7 @@ class IsolatedRunner(Runner):
         return read_vmhwm(self._proc.pid) if self._loaded else None
 
     def _close(self) -> None:
+        assert self._proc.stdin is not None  # opened with stdin=PIPE
         try:
             _send(self._proc.stdin, ("exit", ()))
             self._proc.stdin.close()
@@ -124,8 +129,10 @@ def _serve() -> None:
                 runner = load_runner_class(args[0])(args[1], threads=args[2]).load()
                 result: Any = (runner.inputs, runner.outputs, f"{runner.runtime} (isolated)")
             elif command == "run":
+                assert runner is not None  # the parent always sends "load" first
                 result = runner.run(args[0])
             elif command == "time":
+                assert runner is not None  # the parent always sends "load" first
                 result = runner.time_runs(*args)
             else:
                 result = getattr(runner, args[0])(*args[1:])

@@ -14,10 +14,14 @@ import struct
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import BackendMissing, BadInput, ModelportError
 from ..spec import TensorSpec
 from .base import Runner
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 RUNNER_DIR = Path(__file__).resolve().parent / "tfjs_runner"
@@ -98,6 +102,7 @@ class TfjsRunner(Runner):
     def _read(self) -> dict:
         import numpy as np
 
+        assert self._proc.stdout is not None  # opened with stdout=PIPE
         size = self._proc.stdout.read(4)
         if len(size) < 4:
             self._proc.wait()
@@ -131,6 +136,7 @@ class TfjsRunner(Runner):
             parts.append(array.tobytes())
         head = json.dumps({**header, "inputs": meta}).encode()
         body = b"".join(parts)
+        assert self._proc.stdin is not None  # opened with stdin=PIPE
         self._proc.stdin.write(struct.pack("<II", len(head), len(body)) + head + body)
         self._proc.stdin.flush()
 
@@ -138,7 +144,7 @@ class TfjsRunner(Runner):
         self._send({"cmd": "run"}, feeds)
         return self._read()["arrays"]
 
-    def time_runs(self, feeds, runs: int, warmup: int) -> list[float]:
+    def time_runs(self, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> list[float]:
         self.load()
         self._send({"cmd": "time", "runs": runs, "warmup": warmup}, feeds)
         return list(self._read()["times"])
@@ -149,6 +155,7 @@ class TfjsRunner(Runner):
         return read_vmhwm(self._proc.pid) if self._loaded else None
 
     def _close(self) -> None:
+        assert self._proc.stdin is not None  # opened with stdin=PIPE
         try:
             self._proc.stdin.close()
             self._proc.wait(timeout=10)

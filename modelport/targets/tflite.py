@@ -8,10 +8,14 @@ the Flex delegate and run models no device can (see `isolated.py`).
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendMissing, BadInput
 from ..spec import TensorSpec, dequantize, quantize
 from .base import Runner
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 
@@ -25,7 +29,7 @@ def interpreter_class() -> type:
                          "Install it with: pip install 'modelport[tflite]'")
 
 
-def _np_dtype_name(dtype) -> str:
+def _np_dtype_name(dtype: Any) -> str:
     import numpy as np
 
     return np.dtype(dtype).name
@@ -78,7 +82,7 @@ class LiteRTRunner(Runner):
                 found[name] = {"scale": float(scale), "zero_point": int(zero)}
         return found
 
-    def _quantize(self, name: str, value):
+    def _quantize(self, name: str, value: np.ndarray) -> np.ndarray:
         import numpy as np
 
         detail = self._in_details[name]
@@ -88,7 +92,7 @@ class LiteRTRunner(Runner):
             return quantize(value, scale, zero, dtype.name)
         return value.astype(dtype, copy=False)
 
-    def _dequantize(self, name: str, value):
+    def _dequantize(self, name: str, value: np.ndarray) -> np.ndarray:
         import numpy as np
 
         scale, zero = self._out_details[name].get("quantization", (0.0, 0))

@@ -43,8 +43,8 @@ def make_feeds(specs: list[TensorSpec], seed: int = 0, sample: int = 0,
             low, high = (int(limit.low), int(limit.high)) if limit else (0, 2 if "mask" in spec.name.lower() else 10)
             value = rng.integers(low, high, shape).astype(dtype)
         else:
-            low, high = (limit.low, limit.high) if limit else (-1.0, 1.0)
-            value = rng.uniform(low, high, shape).astype(dtype)
+            low_f, high_f = (limit.low, limit.high) if limit else (-1.0, 1.0)
+            value = rng.uniform(low_f, high_f, shape).astype(dtype)
         feeds[spec.name] = value
     return feeds
 

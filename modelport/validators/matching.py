@@ -12,7 +12,7 @@ from typing import Any
 
 from ..artifact import TensorLink
 from ..errors import BadInput
-from ..spec import TensorSpec
+from ..spec import Dim, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def _clean(name: str) -> str:
     return re.sub(r"^serving_default_", "", name)
 
 
-def _fits(shape_a, shape_b) -> bool:
+def _fits(shape_a: tuple[Dim, ...] | None, shape_b: tuple[Dim, ...] | None) -> bool:
     if shape_a is None or shape_b is None:
         return True
     if len(shape_a) != len(shape_b):
@@ -114,5 +114,5 @@ def link_tensors(reference: list[TensorSpec], candidate: list[TensorSpec], maps:
     return tuple(links)
 
 
-def _fmt(shape) -> str:
+def _fmt(shape: tuple[Dim, ...] | None) -> str:
     return "?" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"

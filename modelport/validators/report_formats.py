@@ -21,9 +21,9 @@ from ..artifact import human_size
 
 Report = dict[str, Any]
 
-_EMOJI = {"passed": "✅", "failed": "❌", "error": "💥", "skipped": "⏭️"}
+_EMOJI = {"passed": "✅", "failed": "❌", "error": "💥", "skipped": "⏭️", "converted": "🔄"}
 # The HTML page uses symbols every text font has: an emoji font is missing on many CI machines.
-_SYMBOL = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "–"}
+_SYMBOL = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "–", "converted": "~"}
 _MAX_HISTOGRAMS = 24  # per target: a model with hundreds of outputs should not make a 50 MB page
 # XML 1.0 cannot hold these at all, and converter errors do carry ANSI colour codes.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -101,8 +101,8 @@ def _worst_output(target: dict) -> dict | None:
 
 
 def _report_passed(report: Report) -> bool:
-    targets_ok = all(_status(t) in ("passed", "skipped") and not _failed_budgets(t) for t in _targets(report))
-    return bool(report.get("passed", True)) and targets_ok
+    """The verdict the report carries (results.py decided it); renderers never recompute it."""
+    return bool(report.get("passed", False))
 
 
 def _overall(reports: Sequence[Report]) -> tuple[bool, Counter]:
@@ -111,7 +111,7 @@ def _overall(reports: Sequence[Report]) -> tuple[bool, Counter]:
 
 
 def _counts_line(reports: Sequence[Report], counts: Counter) -> str:
-    parts = [f"{counts[s]} {s}" for s in ("passed", "failed", "error", "skipped") if counts[s]]
+    parts = [f"{counts[s]} {s}" for s in ("passed", "failed", "error", "skipped", "converted") if counts[s]]
     n_targets = sum(counts.values())
     return (f"{len(reports)} model{'s' * (len(reports) != 1)}, {n_targets} target{'s' * (n_targets != 1)}"
             + (": " + ", ".join(parts) if parts else ""))
@@ -122,7 +122,7 @@ def _max_abs(target: dict) -> str:
     if not outputs:
         return "-"
     values = [_num(o.get("max_abs_diff")) for o in outputs]
-    return "n/a" if None in values else f"{max(values):.3g}"  # null: shape mismatch or NaN
+    return "n/a" if None in values else f"{max(v for v in values if v is not None):.3g}"  # null: shape mismatch or NaN
 
 
 def _min_cosine(target: dict) -> str:
@@ -200,11 +200,12 @@ def _target_cases(suite: ET.Element, target: dict) -> None:
         return _case(suite, classname, case_name, seconds)
 
     outputs = _outputs(target)
-    if status == "skipped":
+    if status in ("skipped", "converted"):
+        why = error or ("converted, not validated" if status == "converted" else "target skipped")
         for case_name in [f"{name}:{o.get('name')}" for o in outputs] or [name]:
-            _outcome(case(case_name), "skipped", error or "target skipped")
+            _outcome(case(case_name), "skipped", why)
         for budget in _budgets(target):
-            _outcome(case(f"{name}:budget:{budget.get('name')}"), "skipped", error or "target skipped")
+            _outcome(case(f"{name}:budget:{budget.get('name')}"), "skipped", why)
         return
     failed_outputs = 0
     for output in outputs:
@@ -302,7 +303,7 @@ def _md_block(text: str, indent: str) -> list[str]:
 
 def _failure_items(report: Report) -> list[tuple[str, dict, str, dict | None]]:
     """(kind, target, text, output) for every failure and error of a report, in target order."""
-    items = []
+    items: list[tuple[str, dict, str, dict | None]] = []
     for target in _targets(report):
         status = _status(target)
         numeric = target.get("numeric") or {}
@@ -345,6 +346,7 @@ def markdown(reports: Sequence[Report]) -> str:
         for report, (kind, target, text, output) in failures:
             where = f"**{_md_cell(target.get('target') or '?')}** of {_md_code(_source_path(report))}"
             if kind == "output":
+                assert output is not None  # an "output" item always carries its output
                 lines.append(f"- ❌ {where}: worst output {_md_code(output.get('name'))}: {_md_cell(text)}")
             elif kind == "budget":
                 lines.append(f"- ❌ {where}: budget {_md_cell(text)}")
@@ -412,11 +414,13 @@ def _histogram_figure(output: dict, atol: float | None) -> Any | None:
     hist = output.get("abs_diff_histogram")
     if not isinstance(hist, dict):
         return None
-    edges = [_num(e) for e in hist.get("edges") or []]
-    counts = [_num(c) for c in hist.get("counts") or []]
-    if len(edges) != len(counts) + 1 or not counts or any(e is None or e <= 0 for e in edges) \
-            or any(c is None or c < 0 for c in counts):
+    raw_edges = [_num(e) for e in hist.get("edges") or []]
+    raw_counts = [_num(c) for c in hist.get("counts") or []]
+    if len(raw_edges) != len(raw_counts) + 1 or not raw_counts or any(e is None or e <= 0 for e in raw_edges) \
+            or any(c is None or c < 0 for c in raw_counts):
         return None  # malformed: say so in the page rather than draw something wrong
+    edges = [e for e in raw_edges if e is not None]  # (none is None past the check above)
+    counts = [c for c in raw_counts if c is not None]
     figure = Figure(figsize=(4.6, 2.6), dpi=100)
     axes = figure.add_subplot()
     widths = [b - a for a, b in zip(edges, edges[1:])]
@@ -504,6 +508,7 @@ def _html_failures(report: Report) -> list[str]:
     for kind, target, text, output in items:
         where = f"<b>{_e(target.get('target') or '?')}</b>"
         if kind == "output":
+            assert output is not None  # an "output" item always carries its output
             rows.append(f"<li>{where}: worst output <code>{_e(output.get('name'))}</code>: {_e(text)}</li>")
         elif kind == "budget":
             rows.append(f"<li>{where}: budget {_e(text)}</li>")

@@ -13,7 +13,7 @@ from modelport.spec import parse_input
 from tests.conftest import ROOT, error_line, run_cli
 
 MODELS = ROOT / "fixtures" / "models"
-ALL = ("onnx", "tflite", "torchscript", "savedmodel", "tfjs")
+ALL = ("onnx", "tflite", "torchscript", "savedmodel", "tfjs", "ort")
 
 
 def _convert(source, out, targets=ALL, **options):
@@ -134,6 +134,7 @@ EDGE_TESTS = {
     "jax2savedmodel": "tests/e2e/test_jax_source.py",
     "tflite2onnx": "tests/e2e/test_tflite_source.py",
     "savedmodel2tflite": "tests/e2e/test_keras_savedmodel.py::test_keras_archive_to_onnx_and_tflite",
+    "onnx2ort": "tests/e2e/test_ort.py::test_ort_target_runs_on_onnxruntime_and_keeps_its_operator_config",
 }
 
 

@@ -2,7 +2,6 @@
 interpreter running in a process without TensorFlow. Models are built here with TFLiteConverter."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -174,9 +173,7 @@ def test_truncated_and_flex_tflite_are_bad_input(tflite_models, tmp_path):
 def test_mobilenet_v2_float_and_int8(tmp_path):
     import make_tf_fixtures
 
-    started = time.perf_counter()
     models = make_tf_fixtures.build_mobilenet(tmp_path / "models")
-    built = time.perf_counter()
     floats = _convert(models["mobilenet"], tmp_path / "float")
     items = _by_target(floats)
     assert [t.status for t in floats.targets] == ["passed", "passed"], [t.error for t in floats.targets]
@@ -187,5 +184,10 @@ def test_mobilenet_v2_float_and_int8(tmp_path):
     assert item.status == "passed", item.error
     scale = int8.source["quantization"]["output_0"]["scale"]
     assert _worst(item) <= 4 * scale and item.numeric.outputs[0].cosine > 0.999
-    total = time.perf_counter() - started
-    assert total < 90, f"models built in {built - started:.1f} s, everything in {total:.1f} s"
+    # The int8 ONNX holds with onnxruntime's default options on any x86-64 CPU (uint8 QDQ), and the
+    # report says which CPU it was validated on.
+    assert item.artifact.extra["qdq"]["rewrote"] == "int8 QDQ -> uint8"
+    from modelport.validators.report import report_json
+
+    cpu = report_json(int8, 1)["environment"]["cpu"]
+    assert set(cpu) >= {"model", "features", "vnni"}
