@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from types import ModuleType
+from typing import cast
 
 from .errors import BackendMissing
 
@@ -39,6 +40,34 @@ def scoped_env(values: dict[str, str], override: bool = False) -> Iterator[None]
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = previous
+
+
+@contextlib.contextmanager
+def preserved_process_state() -> Iterator[None]:
+    """Put back what the frameworks change in the process when they load or run: environment
+    variables (onnx2tf sets TF_USE_LEGACY_KERAS, which would turn the next Keras model into a
+    tf_keras one), warning filters, sys.path, and torch's thread counts. Every public API call
+    runs inside this, so one process can convert model after model without one leaking into the next."""
+    import warnings
+
+    environ = dict(os.environ)
+    filters = list(warnings.filters)
+    path = list(sys.path)
+    torch = sys.modules.get("torch")
+    threads = (torch.get_num_threads(), torch.get_num_interop_threads()) if torch is not None else None
+    try:
+        yield
+    finally:
+        if dict(os.environ) != environ:
+            for key in [k for k in os.environ if k not in environ]:
+                del os.environ[key]
+            os.environ.update(environ)
+        cast(list, warnings.filters)[:] = filters  # in place: the C half of warnings holds this list
+        warnings._filters_mutated()  # type: ignore[attr-defined]  # (what warnings.resetwarnings calls)
+        sys.path[:] = path
+        torch = sys.modules.get("torch")
+        if torch is not None and threads is not None and torch.get_num_threads() != threads[0]:
+            torch.set_num_threads(threads[0])
 
 
 def require(module: str, extra: str = "all", purpose: str = "") -> ModuleType:

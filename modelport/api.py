@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ._lazy import preserved_process_state
 from .benchmark import BenchResult
 from .benchmark import bench as _bench
 from .comparison import validate as _validate
@@ -24,34 +25,40 @@ from .results import CheckResult, ConvertResult, NumericResult, Status, TargetRe
 
 def convert(source: str, options: ConvertOptions, progress: Progress | None = None) -> ConvertResult:
     """Convert SOURCE to each target, validate each on its own runtime, and return the results."""
-    return _convert(source, options, progress)
+    with preserved_process_state():
+        return _convert(source, options, progress)
 
 
 def validate(reference: str, candidate: str, options: ValidateOptions,
              progress: Progress | None = None) -> ConvertResult:
     """Compare any two models on the same inputs, each on its own runtime."""
-    return _validate(reference, candidate, options, progress)
+    with preserved_process_state():
+        return _validate(reference, candidate, options, progress)
 
 
 def bench(model: str, options: BenchOptions) -> list[BenchResult]:
     """Time MODEL (and `options.against`, in the same process) on seeded inputs."""
-    return _bench(model, options)
+    with preserved_process_state():
+        return _bench(model, options)
 
 
 def check(config_path: Path | None = None, output_dir: Path | None = None,
           progress: Progress | None = None) -> CheckResult:
     """Convert and validate every model of a modelport.toml / [tool.modelport] config, with budgets."""
-    return _check(config_path, output_dir, progress)
+    with preserved_process_state():
+        return _check(config_path, output_dir, progress)
 
 
 def explain(source: str, options: ConvertOptions) -> dict[str, str]:
     """The path each target would take, without converting anything."""
-    return _explain(source, options)
+    with preserved_process_state():
+        return _explain(source, options)
 
 
 def inspect(model: str, options: ModelOptions, framework: str | None = None) -> dict[str, Any]:
     """What MODEL is: format, framework, I/O, parameters, size, ops (nothing is converted)."""
-    return describe_source(model, options.load_options(describe_only=True), framework)
+    with preserved_process_state():
+        return describe_source(model, options.load_options(describe_only=True), framework)
 
 
 __all__ = ["BenchOptions", "BenchResult", "CheckResult", "ConvertOptions", "ConvertResult", "ModelOptions",

@@ -13,8 +13,7 @@ from .errors import BadInput
 
 def describe_loaded(model: Any, source: str) -> dict[str, Any]:
     """Describe a loaded SourceModel."""
-    from_entry = model.format in ("torch", "jax")  # entry points: describe the .py file
-    path = Path(source.rpartition(":")[0]) if from_entry else Path(source)
+    path = Path(model.path)  # for an entry point, the .py file it came from
     described: dict[str, Any] = {
         "path": source, "format": model.format, "framework": model.framework,
         "evidence": model.details.get("evidence"),

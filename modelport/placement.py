@@ -9,10 +9,14 @@ from pathlib import Path
 
 
 def default_output_dir(source: str) -> Path:
-    stem = Path(source.rpartition(":")[2] if ":" in source and not Path(source).exists() else source).name
-    for suffix in (".tflite", ".onnx", ".pt2", ".pt", ".pth", ".ts", ".keras", ".h5", ".py"):
-        stem = stem.removesuffix(suffix)
-    return Path("modelport-out") / (stem or "model")
+    """`modelport-out/<name>`: a file's name without its extension, a folder's name, an entry
+    point's function name."""
+    path = Path(source)
+    if ":" in source and not path.exists():
+        name = source.rpartition(":")[2]
+    else:
+        name = path.stem if path.is_file() or path.suffix in (".py",) else path.name
+    return Path("modelport-out") / (name or "model")
 
 
 def place(artifact_path: Path, final: Path) -> None:

@@ -158,4 +158,4 @@ def test_doctor_json():
     data = json.loads(result.stdout)
     assert data["backends"]["torch"]["installed"] and data["backends"]["node"]["installed"]
     assert data["targets"]["tflite"]["works"] and data["targets"]["tfjs"]["works"]
-    assert set(data["sources"]) and set(data["targets"]) == {"onnx", "tflite", "torchscript", "savedmodel", "tfjs"}
+    assert set(data["sources"]) and set(data["targets"]) == {"onnx", "tflite", "torchscript", "savedmodel", "tfjs", "ort"}

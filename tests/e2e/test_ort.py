@@ -21,7 +21,7 @@ def test_ort_target_runs_on_onnxruntime_and_keeps_its_operator_config(models, tm
     assert ort_item.path.read_bytes()[4:8] == b"ORTM"
     config = tmp_path / "model.required_operators.config"
     ops = [line for line in config.read_text().splitlines() if line and not line.startswith("#")]
-    assert any(line.startswith("ai.onnx;") and "Conv" in line for line in ops), ops
+    assert any("Conv" in line for line in ops), ops  # (fixed optimizations may fuse it: FusedConv)
     assert "# - model.ort" in config.read_text() and "/tmp" not in config.read_text()
 
     # Independent re-run: onnxruntime on the .ort file against onnxruntime on the .onnx file.

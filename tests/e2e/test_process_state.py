@@ -1,6 +1,6 @@
 """A library call leaves the process as it found it: one worker can convert model after model.
 
-Two different conversions run in this process, one after the other; after each, the environment,
+Different conversions run in this process, one after the other; after each, the environment,
 sys.path, the module table (no stand-in modules, no user entry modules), the standard streams and
 their file descriptors, warning filters and torch's thread count are exactly as before."""
 
@@ -40,6 +40,8 @@ def test_two_conversions_in_one_process_leave_no_trace(models, entry_file, tmp_p
         (str(models["cnn_pt2"]), ("onnx", "torchscript")),
         (str(models["mlp_onnx"]), ("tflite", "torchscript")),
         (f"{entry_file}:build", ("onnx",)),
+        # onnx2tf again, now imported: it must still work with the environment put back.
+        (str(models["cnn_pt2"]), ("tflite",)),
     ]
     for index, (source, targets) in enumerate(runs):
         result = api.convert(source, api.ConvertOptions(targets=targets, output_dir=tmp_path / str(index),
