@@ -17,6 +17,12 @@ class ModelportError(Exception):
         return f"{self.message} {self.hint}".strip() if self.hint else self.message
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's text, or its type's name when it has none."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
 class ValidationFailed(ModelportError):
     """Numbers out of tolerance, or a budget broken (exit 1)."""
 

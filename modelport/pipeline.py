@@ -20,6 +20,7 @@ from .options import ConvertOptions, Progress
 from .placement import default_output_dir, place, write_atomic
 from .registry import ENTRY_KIND, Registry, default
 from .results import ConvertResult, TargetResult, Verdict
+from .safety import check_output_dir
 from .sources.base import SourceModel
 from .sources.entry import resolve
 from .validation import validate_targets
@@ -38,6 +39,9 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
     for name in options.targets:
         if name not in known and name != "all":
             raise BadInput(f"Unknown target '{name}'.", f"Targets: {', '.join(known)}, or all.")
+    output = options.output_dir or default_output_dir(source)
+    # (an entry point's .py file is code, not a model file an output could overwrite)
+    check_output_dir(output, None if registry.detect(source).format == ENTRY_KIND else Path(source))
     _notify(progress, "start", f"Loading {source}")
     model = load_source(source, options.load_options(), framework=options.framework, registry=registry)
     try:

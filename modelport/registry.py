@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from .errors import BadInput
+from .safety import check_model_path
 from .formats.base import Detected, Edge, FormatSpec, Probe, load_object
 
 ENTRY_POINT_GROUP = "modelport.formats"
@@ -144,6 +145,7 @@ class Registry:
                 return Detected(ENTRY_KIND, "", "Python entry point")
             raise BadInput(f"'{text}' does not exist.",
                            "Pass a model file, a SavedModel directory or an entry point such as model.py:build.")
+        check_model_path(path)
         if path.is_dir():
             found = self._ask(Probe(path))
             if found:

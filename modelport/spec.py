@@ -127,4 +127,26 @@ def merge_specs(model_specs: list[TensorSpec] | None, user_specs: list[TensorSpe
     if unknown:
         raise BadInput(f"--input names '{unknown[0]}', but the model's inputs are: "
                        f"{', '.join(s.name for s in model_specs)}.", "Use one of those names.")
+    for spec in model_specs:
+        given = by_name.get(spec.name)
+        if given is not None:
+            _check_against_model(given, spec)
     return [by_name.get(s.name, s) for s in model_specs]
+
+
+def _check_against_model(given: TensorSpec, recorded: TensorSpec) -> None:
+    """An --input must not contradict what the model records: same rank, same fixed sizes."""
+    if recorded.shape is None or given.shape is None:
+        return
+    shape = "x".join(str(d) for d in recorded.shape) or "scalar"
+    if len(given.shape) != len(recorded.shape):
+        raise BadInput(f"--input {given.cli_form()} has rank {len(given.shape)}, but the model records input "
+                       f"'{recorded.name}' as {shape} (rank {len(recorded.shape)}).",
+                       f"Pass a shape of rank {len(recorded.shape)}, e.g. --input {recorded.cli_form()}.")
+    clash = [(i, d, g) for i, (d, g) in enumerate(zip(recorded.shape, given.shape))
+             if isinstance(d, int) and d >= 0 and isinstance(g, int) and d != g]
+    if clash:
+        index, fixed, wanted = clash[0]
+        raise BadInput(f"--input {given.cli_form()} sets dimension {index} to {wanted}, but the model fixes it at "
+                       f"{fixed} (input '{recorded.name}' is {shape}).",
+                       f"Keep the model's fixed sizes, e.g. --input {recorded.cli_form()}.")

@@ -20,18 +20,32 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: unwind (scratch removed, nothing half-written), then exit 143."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Every non-zero exit prints one line saying what went wrong and what to do."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import signal
+
         verbose = bool(kwargs.get("verbose"))
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return command(*args, **kwargs)
         except ModelportError as exc:
             if verbose:
                 traceback.print_exc()
             fail(exc.one_line(), exc.exit_code)
+        except Terminated:
+            click.echo("Terminated; nothing half-written was left in the output directory.", err=True)
+            sys.exit(143)
         except KeyboardInterrupt:
             click.echo("Interrupted; nothing half-written was left in the output directory.", err=True)
             sys.exit(130)
@@ -43,8 +57,17 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if verbose:
                 traceback.print_exc()
             fail(f"Unexpected {type(exc).__name__}: {exc}. Re-run with --verbose and report it.", 3)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def escape(text: str) -> str:
+    """Text from models and errors may hold '[...]', which rich would read as markup."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 class Progress:
@@ -67,13 +90,13 @@ class Progress:
             self._message = message
             if self.console.is_terminal:
                 self._stop()
-                self._status = self.console.status(message + "…")
+                self._status = self.console.status(escape(message) + "…")
                 self._status.start()
         else:
             elapsed = time.perf_counter() - self._started
             self._stop()
             if elapsed >= 1.0:
-                self.console.print(f"[dim]{message}: {elapsed:.1f}s[/dim]", highlight=False)
+                self.console.print(f"[dim]{escape(message)}: {elapsed:.1f}s[/dim]", highlight=False)
 
     def _stop(self) -> None:
         if self._status is not None:

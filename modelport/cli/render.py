@@ -7,11 +7,7 @@ from typing import TYPE_CHECKING
 from ..artifact import human_size
 
 
-def escape(text: str) -> str:
-    """Error text may hold '[...]', which rich would read as markup and swallow."""
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
+from ._common import escape
 
 if TYPE_CHECKING:
     from ..results import CheckResult, ConvertResult
@@ -26,7 +22,7 @@ def convert_table(result: ConvertResult, title: str | None = None) -> None:
     console = Console()
     if not console.is_terminal:  # logs and CI: keep rows on one line
         console.width = max(console.width, 160)
-    table = Table(title=title or f"modelport: {result.source['path']} ({result.source['format']})",
+    table = Table(title=escape(title or f"modelport: {result.source['path']} ({result.source['format']})"),
                   title_justify="left")
     for column in ("target", "status", "path", "size", "max abs diff", "cosine", "p50 ms", "conversion path", "seconds"):
         table.add_column(column, justify="right" if column in ("size", "max abs diff", "cosine", "p50 ms", "seconds") else "left")
@@ -35,7 +31,7 @@ def convert_table(result: ConvertResult, title: str | None = None) -> None:
         numeric = item.numeric
         worst = max(numeric.outputs, key=lambda o: o.max_abs_diff) if numeric and numeric.outputs else None
         table.add_row(
-            item.target, f"[{_STYLE[item.status]}]{status}[/]", str(item.path) if item.path else "-",
+            item.target, f"[{_STYLE[item.status]}]{status}[/]", escape(str(item.path)) if item.path else "-",
             human_size(item.size_bytes),
             f"{worst.max_abs_diff:.2e}" if worst else "-",
             f"{min(o.cosine for o in numeric.outputs):.6f}" if worst and numeric else "-",
@@ -57,7 +53,7 @@ def inspect_tables(described: dict) -> None:
 
     console = Console()
     quant = described.get("quantization") or {}
-    console.print(f"[bold]{described['path']}[/]  {described['format']} ({described['framework']})"
+    console.print(f"[bold]{escape(str(described['path']))}[/]  {described['format']} ({described['framework']})"
                   f"  {human_size(described.get('size_bytes'))}", highlight=False)
     facts = [("parameters", f"{described['parameters']:,}" if described.get("parameters") is not None else "-")]
     for key in ("opset", "signature", "keras", "producer", "tfjs_format"):
@@ -65,7 +61,7 @@ def inspect_tables(described: dict) -> None:
             value = described[key]
             facts.append((key, ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)))
     for key, value in facts:
-        console.print(f"  {key}: {value}", highlight=False)
+        console.print(f"  {key}: {escape(str(value))}", highlight=False)
     for title, rows in (("inputs", described["inputs"]), ("outputs", described["outputs"])):
         table = Table(title=title, title_justify="left")
         for column in ("name", "shape", "dtype", "quantization"):
@@ -73,7 +69,7 @@ def inspect_tables(described: dict) -> None:
         for row in rows:
             q = quant.get(row["name"])
             shape = "x".join(str(d) for d in row["shape"]) if row["shape"] is not None else "?"
-            table.add_row(row["name"], shape, row["dtype"],
+            table.add_row(escape(str(row["name"])), escape(shape), escape(str(row["dtype"])),
                           (f"{q['dtype']} in the file (fed and read as float), " if q and q.get("dtype") else "")
                           + (f"scale {q['scale']:.6g}, zero point {q['zero_point']}" if q else "-"))
         console.print(table)
@@ -81,7 +77,7 @@ def inspect_tables(described: dict) -> None:
     if ops:
         shown = ", ".join(f"{op} x{count}" for op, count in list(ops.items())[:30])
         more = f" (+{len(ops) - 30} more)" if len(ops) > 30 else ""
-        console.print(f"ops ({sum(ops.values())}): {shown}{more}", highlight=False)
+        console.print(f"ops ({sum(ops.values())}): {escape(shown)}{more}", highlight=False)
 
 
 def check_table(result: CheckResult) -> None:
@@ -91,7 +87,7 @@ def check_table(result: CheckResult) -> None:
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)
-    table = Table(title=f"modelport check: {result.config}", title_justify="left")
+    table = Table(title=escape(f"modelport check: {result.config}"), title_justify="left")
     for column in ("model", "target", "status", "size", "max abs diff", "cosine", "p50 ms", "ratio", "budgets"):
         table.add_column(column, justify="left" if column in ("model", "target", "status", "budgets") else "right")
     for name, converted in result.models:

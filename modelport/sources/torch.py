@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._lazy import require
-from ..errors import BadInput
+from ..errors import BadInput, first_line
 from ..spec import TensorSpec, merge_specs
 from .base import EntryPoint, LoadOptions, SourceModel
 
@@ -188,19 +188,85 @@ def load_torchscript(path: Path, options: LoadOptions) -> TorchModel:
     torch = _torch()
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
-    except RuntimeError as exc:
-        raise BadInput(f"'{path}' is not a readable TorchScript archive: {str(exc).splitlines()[0]}",
+    except Exception as exc:  # RuntimeError, and others from a damaged or hostile archive
+        raise BadInput(f"'{path}' is not a readable TorchScript archive: {first_line(exc)}",
                        "Save it again with torch.jit.save.") from None
     # TorchScript keeps argument names but not shapes: those come from --input.
     return _finish(TorchModel(path, module, "torchscript"), None, "This TorchScript archive", options)
 
 
+# Members torch.export.load hands to an unpickler, by their path inside the archive's top folder.
+_PICKLED_MEMBERS = ("data/sample_inputs/", "serialized_state_dict.pt", "serialized_constants.pt",
+                    "serialized_example_inputs.pt")
+_PAYLOAD_CONFIGS = (("data/weights/", "_weights_config.json"), ("data/constants/", "_constants_config.json"))
+
+
+def check_export_archive(path: Path) -> None:
+    """Refuse a .pt2 that torch.export.load would read with the unsafe unpickler or native code.
+
+    torch 2.13's loader falls back to `torch.load(weights_only=False)` for sample inputs (and the
+    legacy format's members) when the safe load fails, unpickles payloads marked `use_pickle`
+    (and opaque constants) without restriction, and loads AOTInductor shared libraries. So every
+    member it would unpickle must load with the weights-only unpickler first; then its fallback
+    never runs. Nothing here executes the archive's content."""
+    import io
+    import zipfile
+
+    torch = _torch()
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BadInput(f"'{path}' is not a readable torch.export archive: {first_line(exc)}.",
+                       "Save it again with torch.export.save.") from None
+    with archive:
+        members = {name.split("/", 1)[1] if "/" in name else name: name for name in archive.namelist()}
+        native = [full for tail, full in members.items() if tail.startswith("data/aotinductor/")]
+        if native:
+            raise BadInput(f"'{path}' carries compiled native code ({native[0]}), which loading would run.",
+                           "If you trust its author, re-run with --trust-remote-code; or export without AOTInductor.")
+        pickled = [full for tail, full in members.items() if tail.startswith(_PICKLED_MEMBERS)]
+        for tail, full in members.items():
+            for folder, suffix in _PAYLOAD_CONFIGS:
+                if tail.startswith(folder) and tail.endswith(suffix):
+                    pickled += _pickled_payloads(archive, full, folder, members)
+        for name in dict.fromkeys(pickled):
+            try:
+                torch.load(io.BytesIO(archive.read(name)), weights_only=True, map_location="cpu")
+            except Exception as exc:  # UnpicklingError for a forbidden global; anything else: not loadable safely
+                raise BadInput(f"'{path}' member '{name}' needs the unsafe unpickler (it would run code stored in "
+                               f"the file): {first_line(exc, 160)}",
+                               "If you trust its author, re-run with --trust-remote-code; better, export it again "
+                               "with torch.export.save from plain tensors.") from None
+
+
+def _pickled_payloads(archive: Any, config_name: str, folder: str, members: dict[str, str]) -> list[str]:
+    """Members a weights/constants config marks as pickled, or as objects rather than tensors."""
+    import json
+
+    try:
+        config = json.loads(archive.read(config_name)).get("config", {})
+    except (ValueError, AttributeError):
+        raise BadInput(f"'{archive.filename}' has an unreadable payload config '{config_name}'.",
+                       "Save it again with torch.export.save.") from None
+    found = []
+    for entry in config.values() if isinstance(config, dict) else []:
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("use_pickle") or entry.get("tensor_meta") is None:
+            member = members.get(folder + str(entry.get("path_name", "")))
+            if member is not None:
+                found.append(member)
+    return found
+
+
 def load_exported_program(path: Path, options: LoadOptions) -> TorchModel:
     torch = _torch()
+    if not options.trust_remote_code:
+        check_export_archive(path)
     try:
         program = torch.export.load(str(path))
     except Exception as exc:  # torch raises many kinds on a damaged archive
-        raise BadInput(f"'{path}' is not a readable torch.export archive: {str(exc).splitlines()[0]}",
+        raise BadInput(f"'{path}' is not a readable torch.export archive: {first_line(exc)}",
                        "Save it again with torch.export.save.") from None
     model = TorchModel(path, program, "pt2")
     user_inputs = list(program.graph_signature.user_inputs)

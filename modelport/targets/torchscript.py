@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._lazy import require
-from ..errors import BadInput
+from ..errors import BadInput, first_line
 from ..sources.torch import ThreadPin, _flatten_outputs
 from ..spec import TensorSpec
 from .base import Runner
@@ -20,8 +20,8 @@ class TorchScriptRunner(Runner):
         torch = require("torch", "torch", purpose="to run TorchScript models")
         try:
             self._module = torch.jit.load(str(self.path), map_location="cpu").eval()
-        except RuntimeError as exc:
-            raise BadInput(f"torch.jit.load cannot read '{self.path.name}': {str(exc).splitlines()[0]}",
+        except Exception as exc:  # RuntimeError, and others from a damaged or hostile archive
+            raise BadInput(f"torch.jit.load cannot read '{self.path.name}': {first_line(exc)}",
                            "The file is not a TorchScript archive or is damaged.") from None
         # Arguments with defaults (a scripted forward's optional masks) are not inputs to feed.
         names = [a.name for a in self._module.forward.schema.arguments[1:] if not a.has_default_value()]

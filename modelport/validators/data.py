@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import BadInput
+from ..errors import BadInput, first_line
 from ..spec import InputRange, TensorSpec
 
 if TYPE_CHECKING:
@@ -54,12 +55,29 @@ def load_npz(path: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]
     spec's rank gives N samples."""
     import numpy as np
 
+    import zipfile
+
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"Cannot read --inputs '{path}': {exc}.", "Pass an .npz written by numpy.savez.") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise BadInput(f"Cannot read --inputs '{path}': {first_line(exc)}.",
+                       "Pass an .npz written by numpy.savez.") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise BadInput(f"--inputs '{path}' is a single .npy array, not an .npz of named arrays.",
+                       "Save the arrays under the input names: np.savez(f, **{name: array}).")
     names = [s.name for s in specs]
     keys = list(data.keys())
+    for key in keys:  # object arrays need pickle (refused); strings and complex numbers are no inputs
+        try:
+            kind = data[key].dtype.kind
+        except ValueError:
+            raise BadInput(f"--inputs array '{key}' in '{path}' holds Python objects, which would need unpickling.",
+                           "Save plain numeric arrays (np.savez with float or int arrays).") from None
+        if kind not in "biuf":
+            what = {"c": "complex numbers", "U": "strings", "S": "bytes", "V": "raw records", "O": "objects",
+                    "M": "dates", "m": "time deltas"}.get(kind, f"dtype {data[key].dtype}")
+            raise BadInput(f"--inputs array '{key}' in '{path}' holds {what}; model inputs are numbers.",
+                           "Save real-valued numeric arrays (float, int or bool).")
     if set(names) <= set(keys):
         arrays = {n: data[n] for n in names}
     elif len(keys) == len(names) and all(k.startswith("arr_") for k in keys):
@@ -144,7 +162,7 @@ def check_sample_budget(specs: list[TensorSpec], samples: int, limit_bytes: int 
     for spec in specs:
         if spec.shape is None:
             continue
-        per_sample += int(np.prod(concrete_shape(spec))) * np.dtype(
+        per_sample += math.prod(concrete_shape(spec)) * np.dtype(
             "float32" if spec.dtype == "bfloat16" else spec.dtype).itemsize
     if samples * per_sample * 2 > limit_bytes:  # inputs, plus outputs of about the same size
         raise BadInput(f"--samples {samples} would hold about {samples * per_sample * 2 / 2**30:.1f} GiB of tensors.",

@@ -13,7 +13,7 @@ PACKAGE = ROOT / "modelport"
 
 # Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core types", ("modelport._version", "modelport.errors", "modelport.spec", "modelport._lazy", "modelport.artifact")),
+    ("core types", ("modelport._version", "modelport.safety", "modelport.errors", "modelport.spec", "modelport._lazy", "modelport.artifact")),
     ("validators", ("modelport.validators", "modelport.validators.compare", "modelport.validators.latency",
                     "modelport.validators.data", "modelport.validators.matching", "modelport.validators.validate",
                     "modelport.targets.base")),
