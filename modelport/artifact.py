@@ -77,6 +77,24 @@ class Artifact:
     extra: dict[str, Any] = field(default_factory=dict)  # edge-specific facts (exporter, opset, ...)
     companions: tuple[Path, ...] = ()     # files that belong beside `path` (e.g. ORT's operator config)
 
+    def companion_names(self) -> list[tuple[Path, Path]]:
+        """(file, its path relative to the artifact's folder) for each companion file."""
+        pairs = []
+        for companion in self.companions:
+            try:
+                pairs.append((companion, companion.relative_to(self.path.parent)))
+            except ValueError:
+                pairs.append((companion, Path(companion.name)))
+        return pairs
+
+    def copy_beside(self, target: Path) -> None:
+        """Copy the companions beside `target` (a copy of this artifact's main file), as they were."""
+        import shutil
+
+        for companion, relative in self.companion_names():
+            (target.parent / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(companion, target.parent / relative)
+
     def with_(self, **changes: Any) -> Artifact:
         return replace(self, **changes)
 

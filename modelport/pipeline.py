@@ -224,12 +224,13 @@ def _convert_one(name: str, model: SourceModel, src_node: str, out_dir: Path, op
             assert ctx.scratch is not None
             artifact = simplify(artifact, ctx.scratch, options.verbose)
         final = out_dir / spec.target.file_name
+        for companion, relative in artifact.companion_names():  # first: the model is complete once it lands
+            place(companion, out_dir / relative)
         place(artifact.path, final)
-        for companion in artifact.companions:
-            place(companion, out_dir / companion.name)
         write_atomic(dump_json(write_sidecar(artifact, str(model.display))),
                      final.with_name(final.name + ".modelport.json"))
-        item.artifact = artifact.with_(path=final, companions=tuple(out_dir / c.name for c in artifact.companions))
+        item.artifact = artifact.with_(path=final,
+                                       companions=tuple(out_dir / rel for _, rel in artifact.companion_names()))
         item.path = final
         item.size_bytes = size_of(final)
         item.sha256 = sha256_of(final)

@@ -92,6 +92,7 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
     work.mkdir(parents=True)
     model_copy = work / "model.onnx"  # onnx2tf overwrites the file it is given
     shutil.copyfile(onnx_artifact.path, model_copy)
+    onnx_artifact.copy_beside(model_copy)  # external data travels with the model
     out = work / "out"
     rng = np.random.default_rng(ctx.seed)
 

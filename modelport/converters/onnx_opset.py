@@ -28,4 +28,4 @@ def convert_opset(artifact: Artifact, opset: int, workdir: Path) -> Artifact:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConversionFailed(f"onnx.version_converter cannot move this model to opset {opset}: {first[:300]}",
                                "Pick another --opset, or re-export the model at that opset.") from None
-    return artifact.with_(path=out, extra={**artifact.extra, "opset": opset})
+    return artifact.with_(path=out, extra={**artifact.extra, "opset": opset}, companions=())  # data inlined

@@ -23,4 +23,4 @@ def simplify(artifact: Artifact, workdir: Path, verbose: bool = False) -> Artifa
         raise ConversionFailed("onnxsim's check found the simplified model differs from the original.",
                                "Drop --simplify.")
     onnx.save(simplified, str(out))
-    return artifact.with_(path=out, extra={**artifact.extra, "simplified": "onnxsim"})
+    return artifact.with_(path=out, extra={**artifact.extra, "simplified": "onnxsim"}, companions=())

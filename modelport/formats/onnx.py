@@ -26,5 +26,6 @@ FORMAT = FormatSpec(
     source=SourceSpec(loader="modelport.sources.onnx:load", framework="onnx"),
     target=TargetSpec(runner="modelport.targets.onnx:OnnxRuntimeRunner", file_name="model.onnx",
                       tolerances=QUANTIZED_TOLERANCES),
+    describe="modelport.sources.onnx:describe",
     packages=("onnx", "onnxruntime"),
 )

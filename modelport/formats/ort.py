@@ -49,6 +49,7 @@ def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifac
     staging.mkdir(exist_ok=True)
     model = staging / "model.onnx"  # the tool converts every .onnx under the path it is given
     shutil.copyfile(onnx_artifact.path, model)
+    onnx_artifact.copy_beside(model)  # external data travels with the model
     out = workdir / "out"
     env = {**os.environ, "ORT_LOGGING_LEVEL": "3"}
     process = subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(model),

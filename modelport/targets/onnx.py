@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._lazy import require
-from ..errors import BadInput, ConversionFailed
+from ..errors import BadInput, ConversionFailed, first_line
 from ..spec import TensorSpec
 from .base import Runner
 
@@ -27,6 +27,53 @@ def check_model(path: Path) -> None:
                                "Try another --opset, or report the exporter problem.") from exc
 
 
+def external_data_files(path: Path) -> tuple[Path, ...]:
+    """The files an ONNX model's external data lives in, each checked before any runtime opens the
+    model: a relative location inside the model's folder (no absolute path, no '..', no symlink
+    leading out), a regular file, and offset and length within it. onnxruntime would follow any
+    location, so a hostile model could read any file and return its bytes as outputs."""
+    import os
+
+    onnx = require("onnx", "onnx", purpose="to read ONNX models")
+    from onnx.external_data_helper import _get_all_tensors
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # DecodeError and friends: the loader reports it
+        raise BadInput(f"'{path}' is not a readable ONNX model: {first_line(exc)}.",
+                       "The file is probably truncated or corrupt; export it again.") from None
+    folder = path.resolve().parent
+    files: dict[Path, None] = {}
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        where = f"'{path}': tensor '{tensor.name}' keeps its data in '{location}'"
+        parts = Path(location).parts
+        if not location or Path(location).is_absolute() or ".." in parts or "\\" in location or ":" in location:
+            raise BadInput(f"{where}, outside the model's folder.",
+                           "External data must be a file beside the model (a relative name, no '..').")
+        data = folder / location
+        real = Path(os.path.realpath(data))
+        if real != folder and folder not in real.parents:
+            raise BadInput(f"{where}, which leads outside the model's folder (to '{real}').",
+                           "Copy the data file beside the model instead of linking it.")
+        if not data.is_file():
+            raise BadInput(f"{where}, which is missing or not a regular file.",
+                           "Copy the model together with its external data file(s).")
+        try:
+            offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
+        except ValueError:
+            raise BadInput(f"{where} at a malformed offset or length.", "Export the model again.") from None
+        size = data.stat().st_size
+        if offset < 0 or offset > size or (length >= 0 and offset + length > size):
+            raise BadInput(f"{where} at bytes {offset}..{offset + max(length, 0)}, beyond its {size} bytes.",
+                           "The data file is truncated or belongs to another model; copy both again.")
+        files[data] = None
+    return tuple(files)
+
+
 def _dims(shape: list) -> tuple:
     return tuple(d if isinstance(d, int) else (d or "?") for d in shape)
 
@@ -36,6 +83,8 @@ class OnnxRuntimeRunner(Runner):
     session_config: dict[str, str] = {}  # session config entries a subclass needs (e.g. the ORT format)
 
     def _load(self) -> None:
+        if self.path.suffix != ".ort" and not self.session_config:
+            external_data_files(self.path)  # before onnxruntime follows any location
         ort = require("onnxruntime", purpose="to run ONNX models")
         options = ort.SessionOptions()
         options.log_severity_level = 3
