@@ -28,7 +28,9 @@ def open_model(path: str, options: ModelOptions, registry: Registry | None = Non
     if detected.spec:
         spec = registry.spec(detected.spec)
         if spec.target is not None:
-            return open_runner(spec, Path(path), options.threads)
+            runner = open_runner(spec, Path(path), options.threads)
+            runner.trust_remote_code = options.trust_remote_code  # (runners that can run code read it)
+            return runner
     return load_source(path, options.load_options(), registry=registry)
 
 

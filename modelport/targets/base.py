@@ -22,6 +22,7 @@ class Runner:
     """Load a model on its runtime and run it on named numpy feeds. Use as a context manager."""
 
     runtime: str = "?"
+    trust_remote_code: bool = False  # --trust-remote-code: runtimes whose models can run code check it
 
     def __init__(self, path: Path | str, threads: int | None = None) -> None:
         self.path = Path(path)

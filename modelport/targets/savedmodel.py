@@ -13,7 +13,10 @@ class SavedModelRunner(Runner):
     signature = "serving_default"
 
     def _load(self) -> None:
-        from ..sources.tensorflow import choose_signature, tf_spec
+        from ..sources.tensorflow import check_graph_ops, choose_signature, tf_spec
+
+        if not self.trust_remote_code:
+            check_graph_ops(self.path)
 
         with captured_output(False):
             tf = require("tensorflow", purpose="to run SavedModels")
