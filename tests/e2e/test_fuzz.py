@@ -1,0 +1,37 @@
+"""Fuzzing: valid tiny models of each format, mutated as bytes and as structure, fed to
+detection and `inspect`. In CI a bounded number of mutants per format (MODELPORT_FUZZ_EXAMPLES,
+default 25); `make fuzz` runs many more."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+EXAMPLES = int(os.environ.get("MODELPORT_FUZZ_EXAMPLES", "25"))
+
+
+@pytest.fixture(scope="module")
+def seeds(models, tmp_path_factory):
+    from modelport import api
+
+    out = tmp_path_factory.mktemp("fuzz_seeds")
+    result = api.convert(str(models["mlp_onnx"]), api.ConvertOptions(targets=("tflite", "ort"), output_dir=out,
+                                                                      validate=False))
+    assert [t.status for t in result.targets] == ["converted", "converted"], [t.error for t in result.targets]
+    return {"onnx": models["mlp_onnx"], "pt2": models["cnn_pt2"], "torchscript": models["cnn_torchscript"],
+            "tflite": out / "model.tflite", "ort": out / "model.ort"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["onnx", "pt2", "torchscript", "tflite", "ort"])
+def test_mutated_models_give_an_answer_or_a_clean_refusal(seeds, kind):
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz" / "worker.py"), str(seeds[kind]),
+                             str(EXAMPLES)], capture_output=True, text=True, timeout=60 * EXAMPLES,
+                            stdin=subprocess.DEVNULL, cwd=ROOT)
+    assert result.returncode == 0, f"{kind}: exit {result.returncode}\n{result.stdout}\n{result.stderr[-4000:]}"
+    assert "no hang, no crash" in result.stdout
