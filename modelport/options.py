@@ -23,6 +23,7 @@ class ModelOptions:
     trust_remote_code: bool = False
     verbose: bool = False
     threads: int = 1
+    max_memory: int | None = None   # bytes a model's runs may use; None: a fraction of the machine's RAM
 
     def load_options(self, describe_only: bool = False) -> LoadOptions:
         return LoadOptions(inputs=self.inputs, trust_remote_code=self.trust_remote_code,

@@ -20,7 +20,7 @@ from .options import ConvertOptions, Progress
 from .placement import default_output_dir, place, write_atomic
 from .registry import ENTRY_KIND, Registry, default
 from .results import ConvertResult, TargetResult, Verdict
-from .safety import check_output_dir
+from .safety import check_output_dir, over_budget
 from .sources.base import SourceModel
 from .sources.entry import resolve
 from .validation import validate_targets
@@ -239,6 +239,8 @@ def _convert_one(name: str, model: SourceModel, src_node: str, out_dir: Path, op
         item.verdict = Verdict.error(exc)
     except KeyboardInterrupt:
         raise
+    except MemoryError:
+        item.verdict = Verdict.error(over_budget())
     except Exception as exc:  # a converter bug we did not foresee: report it, keep other targets going
         if options.verbose:
             raise

@@ -73,3 +73,76 @@ def check_output_dir(output: Path, source: Path | None) -> None:
     if output.exists() and not output.is_dir():
         raise BadInput(f"The output '{output}' is an existing file; modelport writes a folder there.",
                        "Pass a folder with -o (new or existing).")
+
+
+# -- memory budget ---------------------------------------------------------------------------------
+# Every run of a model happens under an address-space limit (RLIMIT_AS), in this process and in the
+# child processes it starts (they inherit it): a model that asks for more fails to allocate, which
+# is reported as exit 2, instead of the kernel's out-of-memory killer ending the whole job.
+
+DEFAULT_FRACTION = 0.8
+_ALLOCATION_FAILURES = ("bad_alloc", "Failed to allocate", "Cannot allocate memory", "out of memory",
+                        "MemoryError", "ResourceExhausted", "OOM when allocating", "failed to allocate")
+
+
+def machine_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_memory_budget() -> int | None:
+    total = machine_memory()
+    return int(total * DEFAULT_FRACTION) if total else None
+
+
+def gib(size: int) -> str:
+    return f"{size / 2**30:.1f} GB"
+
+
+class memory_budget:  # noqa: N801 - used as a context manager, like open()
+    """Limit this process's address space to `limit` bytes for the block (soft limit only; the
+    previous one is put back after, so a library call leaves the process as it was)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit if limit is not None else default_memory_budget()
+        self._saved: tuple[int, int] | None = None
+
+    def __enter__(self) -> memory_budget:
+        import resource
+
+        if self.limit is None:
+            return self
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        wanted = self.limit if hard == resource.RLIM_INFINITY else min(self.limit, hard)
+        if soft == resource.RLIM_INFINITY or wanted < soft:
+            self._saved = (soft, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import resource
+
+        if self._saved is not None:
+            resource.setrlimit(resource.RLIMIT_AS, self._saved)
+            self._saved = None
+
+
+def current_budget() -> int | None:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def is_allocation_failure(text: str) -> bool:
+    return any(marker in text for marker in _ALLOCATION_FAILURES)
+
+
+def over_budget() -> BadInput:
+    budget = current_budget()
+    size = f"more than {gib(budget)}" if budget else "more memory than this machine has"
+    return BadInput(f"The model needs {size} to run (the memory budget).",
+                    "If the model is trusted and the machine has the memory, raise it with --max-memory, e.g. "
+                    "--max-memory 32G.")

@@ -71,6 +71,15 @@ def dequantize(value: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (value.astype(np.float32) - zero_point) * np.float32(scale)
 
 
+def parse_size(text: str, option: str = "--max-memory") -> int:
+    """`4G`, `512M`, `1.5GB`, `1024` (bytes) -> bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, flags=re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
+        raise BadInput(f"Malformed {option} '{text}': expected a size such as 4G or 512M.", f"Example: {option} 8G")
+    scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2).upper()]
+    return int(float(match.group(1)) * scale)
+
+
 def parse_input(text: str) -> TensorSpec:
     """Parse `x:1x3x224x224`, `ids:batchx128:int64`; a named dim stays dynamic."""
     example = "--input x:1x3x224x224 (or ids:batchx128:int64)"

@@ -11,6 +11,7 @@ from .options import Progress, ValidationOptions
 from .registry import Registry, default
 from .results import NumericResult, Status, TargetResult, Verdict
 from .runners import open_runner
+from .safety import over_budget
 from .targets.base import Runner
 from .validators.compare import Tolerance, compare_output
 from .validators.latency import measure
@@ -80,6 +81,9 @@ def validate_targets(model: Runner, items: list[TargetResult], options: Validati
                 if options.latency:
                     item.latency = measure(runner, to_artifact_feeds(artifact, feeds[0]), options.latency_runs,
                                            options.latency_warmup, options.threads)
+        except MemoryError:
+            item.verdict = Verdict.error(over_budget())
+            continue
         except BackendMissing as exc:  # the runtime is not installed here: say how to install it
             item.verdict = Verdict.error(exc)
             continue

@@ -138,6 +138,21 @@ def positive(name: str, value: int) -> int:
     return value
 
 
+def memory_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--max-memory, on every command that loads a model."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+        from ..spec import parse_size
+
+        try:
+            return parse_size(value) if value is not None else None
+        except BadInput as exc:
+            raise click.BadParameter(exc.message, ctx=ctx, param=param) from None
+
+    return click.option("--max-memory", "max_memory", default=None, metavar="SIZE", callback=parse,
+                        help="Memory a model's runs may use, e.g. 8G; more is exit 2 [default: 80% of RAM].")(command)
+
+
 def report_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--report/--junit/--markdown/--html, the same on every command that validates."""
     from pathlib import Path

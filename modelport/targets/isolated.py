@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ModelportError
+from ..safety import is_allocation_failure, over_budget
 from .base import Runner
 
 if TYPE_CHECKING:
@@ -61,7 +62,10 @@ class IsolatedRunner(Runner):
         except (EOFError, BrokenPipeError):
             self._proc.wait()
             self._log.seek(0)
-            tail = self._log.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+            log = self._log.read().decode("utf-8", "replace")
+            if is_allocation_failure(log):
+                raise over_budget() from None
+            tail = log.strip().splitlines()[-3:]
             raise ModelportError(
                 f"The {self.runtime} process died (exit {self._proc.returncode}) while running "
                 f"'{self.path.name}': {' '.join(tail) or 'no message'}",

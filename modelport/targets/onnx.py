@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .._lazy import require
 from ..errors import BadInput, ConversionFailed, first_line
+from ..safety import is_allocation_failure, over_budget
 from ..spec import TensorSpec
 from .base import Runner
 
@@ -96,6 +97,8 @@ class OnnxRuntimeRunner(Runner):
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises Fail/InvalidGraph/NotImplemented
+            if is_allocation_failure(str(exc)):
+                raise over_budget() from None
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise BadInput(f"onnxruntime cannot load '{self.path.name}': {first}",
                            "The file is corrupt or uses an op this onnxruntime lacks.") from None
@@ -106,7 +109,12 @@ class OnnxRuntimeRunner(Runner):
 
     def _run(self, feeds):
         names = [o.name for o in self.outputs]
-        return dict(zip(names, self._session.run(names, feeds)))
+        try:
+            return dict(zip(names, self._session.run(names, feeds)))
+        except Exception as exc:  # onnxruntime's RuntimeException: an allocation past the budget is ours to say
+            if is_allocation_failure(str(exc)):
+                raise over_budget() from None
+            raise
 
     def _close(self) -> None:
         del self._session
