@@ -39,6 +39,11 @@ class LiteRTRunner(Runner):
     runtime = "litert"
 
     def _load(self) -> None:
+        # LiteRT does not verify its input: a cut or corrupt file is refused here, by a full parse
+        # of the flatbuffer, before any interpreter touches it (every command runs through this).
+        from ..sources.tflite import read_flatbuffer
+
+        read_flatbuffer(self.path)
         interpreter = interpreter_class()
         try:
             self._interp = interpreter(model_path=str(self.path), num_threads=self.threads or None)

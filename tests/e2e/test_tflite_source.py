@@ -164,6 +164,11 @@ def test_truncated_and_flex_tflite_are_bad_input(tflite_models, tmp_path):
     assert "cut.tflite" in line and "not a complete TFLite flatbuffer" in line and "truncated" in line
     assert not (tmp_path / "out").exists()
 
+    for argv in (["bench", str(cut)], ["validate", str(tflite_models["tflite_cnn"]), str(cut)]):
+        result = run_cli(*argv)  # every command checks the structure before LiteRT sees the file
+        assert result.returncode == 2, (argv[0], result.stderr)
+        assert "not a complete TFLite flatbuffer" in error_line(result)
+
     result = run_cli("convert", str(tflite_models["tflite_flex"]), "--to", "onnx", "-o", str(tmp_path / "flex"))
     assert result.returncode == 2
     assert "FlexMatrixDeterminant" in error_line(result)
