@@ -35,7 +35,7 @@ test: install typecheck
 typecheck: install
 	$(BIN)/python -m mypy
 
-# The fuzz test with many more mutants per format than the suite's 25.
+# The fuzz test with many more mutants per format than the suite's 20.
 fuzz: install
 	MODELPORT_FUZZ_EXAMPLES=$${MODELPORT_FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest tests/e2e/test_fuzz.py
 

@@ -43,6 +43,22 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tflite_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny TFLite models built with TensorFlow's own converter (float, int8, 16x8, Flex...)."""
+    import make_tf_fixtures
+
+    return make_tf_fixtures.build(tmp_path_factory.mktemp("tflite"))
+
+
+@pytest.fixture(scope="session")
+def mobilenet_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A realistic MobileNetV2 with random weights, float and fully int8 TFLite (built once)."""
+    import make_tf_fixtures
+
+    return make_tf_fixtures.build_mobilenet(tmp_path_factory.mktemp("mobilenet"))
+
+
+@pytest.fixture(scope="session")
 def entry_file() -> Path:
     return ROOT / "fixtures" / "models" / "tiny_cnn.py"
 

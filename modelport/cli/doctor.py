@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import handle_errors
+from ._common import escape, handle_errors
 
 
 @click.command()
@@ -28,7 +28,8 @@ def doctor(as_json: bool) -> None:
     table.add_column("package")
     table.add_column("version")
     for name, info in found["backends"].items():
-        version = info["version"] if info["installed"] else f"[red]missing[/]{' (' + info['install'] + ')' if info.get('install') else ''}"
+        version = (info["version"] if info["installed"] else
+                   "[red]missing[/]" + (escape(f" ({info['install']})") if info.get("install") else ""))
         table.add_row(name, version or "?")
     console.print(table)
     for title in ("sources", "targets"):
@@ -36,5 +37,14 @@ def doctor(as_json: bool) -> None:
         table.add_column("format")
         table.add_column("works here")
         for name, verdict in found[title].items():
-            table.add_row(name, "[green]yes[/]" if verdict["works"] else f"[red]no[/]: needs {', '.join(verdict['missing'])}")
+            table.add_row(name, "[green]yes[/]" if verdict["works"] else f"[red]no[/]: {escape(', '.join(verdict['missing']))}")
         console.print(table)
+    table = Table(title="converters", title_justify="left")
+    for column in ("edge", "from", "to", "works here"):
+        table.add_column(column)
+    for edge in found["edges"]:
+        table.add_row(edge["name"], edge["from"], edge["to"],
+                      "[green]yes[/]" if edge["works"] else "[red]no[/]: " + escape(f"pip install 'modelport[{edge['extra']}]'"))
+    console.print(table)
+    for problem in found["plugins"]["problems"]:
+        console.print(f"[red]plugin not loaded:[/] {escape(problem)}", highlight=False)

@@ -29,6 +29,7 @@ class OrtFormatRunner(OnnxRuntimeRunner):
     runtime = "onnxruntime (ORT format)"
     # Recognised by content, so a renamed file (no .ort suffix) must still load as ORT format.
     session_config = {"session.load_model_format": "ORT"}
+    reads_external_data = False  # a flatbuffer holds its weights
 
 
 def detect(probe: Probe) -> Detected | None:

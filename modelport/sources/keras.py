@@ -11,6 +11,7 @@ import contextlib
 import json
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,7 +44,7 @@ def _saved_config(path: Path, fmt: str) -> dict:
         h5py = require("h5py", "tf", purpose="to read .h5 models")
         with h5py.File(path, "r") as h5:
             raw = h5.attrs.get("model_config")
-    except (KeyError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+    except (KeyError, OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:  # (JSON errors too)
         raise BadInput(f"'{path}' is not a readable Keras model: {exc}.",
                        "The file is probably truncated or corrupt; save it again.") from None
     if raw is None:

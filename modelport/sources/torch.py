@@ -165,13 +165,31 @@ class TorchModel(SourceModel):
                 "ops": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
+def _recorded_outputs(model: TorchModel) -> list[TensorSpec]:
+    """A torch.export program's outputs from its graph (shapes and dtypes recorded at export),
+    named as a run would name them (`output`, or `output_N` for several)."""
+    if model.format != "pt2":
+        return []
+    try:
+        node = next(n for n in model.handle.graph.nodes if n.op == "output")
+        values: list[Any] = [getattr(v, "meta", {}).get("val") for v in node.args[0]]
+    except (StopIteration, TypeError, IndexError):
+        return []
+    if not values or any(v is None or not hasattr(v, "shape") for v in values):
+        return []
+    names = ["output"] if len(values) == 1 else [f"output_{i}" for i in range(len(values))]
+    return [TensorSpec(name, tuple(d if isinstance(d, int) else str(d) for d in v.shape), _dtype_name(v.dtype))
+            for name, v in zip(names, values)]
+
+
 def _finish(model: TorchModel, specs: list[TensorSpec] | None, what: str, options: LoadOptions) -> TorchModel:
     from ..validators.data import make_feeds
 
     module = model.callable_module()
     specs = merge_specs(specs, list(options.inputs))
-    if options.describe_only and (not specs or any(s.shape is None for s in specs)):
+    if options.describe_only:  # inspect: never run the model; a .pt2 records its outputs, others need a run
         model.inputs = specs or [TensorSpec(n, None) for n in _forward_arg_names(module)]
+        model.outputs = _recorded_outputs(model)
         model._loaded = True
         return model
     if not specs:
@@ -230,8 +248,9 @@ def check_export_archive(path: Path) -> None:
                 if tail.startswith(folder) and tail.endswith(suffix):
                     pickled += _pickled_payloads(archive, full, folder, members)
         for name in dict.fromkeys(pickled):
+            data = _read_member(archive, name)
             try:
-                torch.load(io.BytesIO(archive.read(name)), weights_only=True, map_location="cpu")
+                torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
             except Exception as exc:  # UnpicklingError for a forbidden global; anything else: not loadable safely
                 raise BadInput(f"'{path}' member '{name}' needs the unsafe unpickler (it would run code stored in "
                                f"the file): {first_line(exc, 160)}",
@@ -239,12 +258,26 @@ def check_export_archive(path: Path) -> None:
                                "with torch.export.save from plain tensors.") from None
 
 
+def _read_member(archive: Any, name: str) -> bytes:
+    """One member's bytes; a damaged archive (bad header, CRC, compression) is refused as such."""
+    import zipfile
+    import zlib
+
+    try:
+        data: bytes = archive.read(name)
+        return data
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise BadInput(f"'{archive.filename}' is a damaged archive: member '{name}': {first_line(exc, 160).rstrip('.')}.",
+                       "Export or copy it again.") from None
+
+
 def _pickled_payloads(archive: Any, config_name: str, folder: str, members: dict[str, str]) -> list[str]:
     """Members a weights/constants config marks as pickled, or as objects rather than tensors."""
     import json
 
+    raw = _read_member(archive, config_name)
     try:
-        config = json.loads(archive.read(config_name)).get("config", {})
+        config = json.loads(raw).get("config", {})
     except (ValueError, AttributeError):
         raise BadInput(f"'{archive.filename}' has an unreadable payload config '{config_name}'.",
                        "Save it again with torch.export.save.") from None

@@ -82,9 +82,10 @@ def _dims(shape: list) -> tuple:
 class OnnxRuntimeRunner(Runner):
     runtime = "onnxruntime"
     session_config: dict[str, str] = {}  # session config entries a subclass needs (e.g. the ORT format)
+    reads_external_data = True           # an ONNX protobuf may point at data files (other formats may not)
 
     def _load(self) -> None:
-        if self.path.suffix != ".ort" and not self.session_config:
+        if self.reads_external_data:
             external_data_files(self.path)  # before onnxruntime follows any location
         ort = require("onnxruntime", purpose="to run ONNX models")
         options = ort.SessionOptions()

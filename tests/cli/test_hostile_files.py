@@ -196,3 +196,21 @@ def test_sigterm_cleans_up_and_exits_143(tmp_path, models):
     assert "Traceback" not in stderr
     assert not list(tmp_path.glob("modelport-*")), "the scratch folder was left behind"
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_inspect_never_runs_the_model(tmp_path):
+    marker = tmp_path / "forward-ran"
+    (tmp_path / "net.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        f"        open({str(marker)!r}, 'w').write('ran')\n"
+        "        return x * 2\n"
+        "def build():\n"
+        "    return Net(), (torch.ones(1, 4),)\n")
+    result = run_cli("inspect", f"{tmp_path / 'net.py'}:build", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["inputs"][0]["shape"] == [1, 4]
+    assert not marker.exists(), "inspect ran the model's forward"
+    pt2 = json.loads(run_cli("inspect", str(EXAMPLE), "--json").stdout)
+    assert pt2["outputs"] == [{"name": "output", "shape": [1, 10], "dtype": "float32"}]  # recorded, not run

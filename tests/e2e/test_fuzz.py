@@ -1,6 +1,6 @@
 """Fuzzing: valid tiny models of each format, mutated as bytes and as structure, fed to
 detection and `inspect`. In CI a bounded number of mutants per format (MODELPORT_FUZZ_EXAMPLES,
-default 25); `make fuzz` runs many more."""
+default 20); `make fuzz` runs many more."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-EXAMPLES = int(os.environ.get("MODELPORT_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("MODELPORT_FUZZ_EXAMPLES", "20"))
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,6 @@ from tests.conftest import litert_in_clean_process
 INT8, UINT8 = 3, 2  # onnx.TensorProto element types
 
 
-@pytest.fixture(scope="session")
-def tflite_models(tmp_path_factory):
-    import make_tf_fixtures
-
-    return make_tf_fixtures.build(tmp_path_factory.mktemp("tflite_qdq"))
-
-
 def _tf2onnx(tflite, out):
     result = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--tflite", str(tflite), "--output", str(out),
                              "--opset", "17"], capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
@@ -115,11 +108,8 @@ def test_tiny_int8_tflite_matches_litert_with_default_options(tflite_models, tmp
 
 
 @pytest.mark.slow
-def test_mobilenet_v2_int8_matches_litert_with_default_options(tmp_path):
-    import make_tf_fixtures
-
-    models = make_tf_fixtures.build_mobilenet(tmp_path / "models")
-    summary, worst = _rewrite_and_compare_with_litert(models["mobilenet_int8"], tmp_path)
+def test_mobilenet_v2_int8_matches_litert_with_default_options(mobilenet_models, tmp_path):
+    summary, worst = _rewrite_and_compare_with_litert(mobilenet_models["mobilenet_int8"], tmp_path)
     # Without the rewrite, a CPU without VNNI gives up to ~170 steps, cosine ~0.6, here.
     steps, cosine = worst["output_0"]
     assert steps <= 2 and cosine > 0.999, worst

@@ -10,13 +10,6 @@ from modelport import api
 from tests.conftest import error_line, litert_in_clean_process, run_cli
 
 
-@pytest.fixture(scope="session")
-def tflite_models(tmp_path_factory):
-    import make_tf_fixtures
-
-    return make_tf_fixtures.build(tmp_path_factory.mktemp("tflite"))
-
-
 def _convert(source, out, targets=("onnx", "tflite"), **options):
     return api.convert(str(source), api.ConvertOptions(targets=targets, output_dir=out, **options))
 
@@ -175,10 +168,8 @@ def test_truncated_and_flex_tflite_are_bad_input(tflite_models, tmp_path):
 
 
 @pytest.mark.slow
-def test_mobilenet_v2_float_and_int8(tmp_path):
-    import make_tf_fixtures
-
-    models = make_tf_fixtures.build_mobilenet(tmp_path / "models")
+def test_mobilenet_v2_float_and_int8(mobilenet_models, tmp_path):
+    models = mobilenet_models
     floats = _convert(models["mobilenet"], tmp_path / "float")
     items = _by_target(floats)
     assert [t.status for t in floats.targets] == ["passed", "passed"], [t.error for t in floats.targets]
