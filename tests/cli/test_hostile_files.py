@@ -85,6 +85,18 @@ def test_pt2_with_a_pickle_payload_is_refused_by_every_command(tmp_path, kind):
         assert not marker.exists(), f"{command} ran the payload"
 
 
+def test_a_pickled_module_is_refused_by_every_command(tmp_path):
+    marker = tmp_path / "pwned-pickle"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(Payload(marker), protocol=2))
+    for command, argv in _every_command(evil, tmp_path, EXAMPLE).items():
+        result = run_cli(*argv)
+        assert result.returncode == 2, (command, result.stderr)
+        line = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")][0]
+        assert "--trust-remote-code" in line, (command, line)
+        assert not marker.exists(), f"{command} ran the payload"
+
+
 def test_a_real_pt2_still_loads(tmp_path):
     result = run_cli("inspect", str(EXAMPLE), "--json")
     assert result.returncode == 0, result.stderr

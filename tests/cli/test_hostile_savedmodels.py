@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import error_line, run_cli
+from tests.conftest import run_cli
 
 BUILD = textwrap.dedent('''
     import os, sys
@@ -58,11 +58,14 @@ def hostile(tmp_path_factory) -> tuple[Path, Path, Path]:
 def test_every_command_refuses_a_savedmodel_that_reaches_outside(hostile, tmp_path, name, op):
     folder, marker, _ = hostile
     model = folder / name
+    config = tmp_path / "modelport.toml"
+    config.write_text(f'[[models]]\nsource = "{model}"\ntargets = ["onnx"]\n')
     for argv in (["convert", str(model), "--to", "onnx", "-o", str(tmp_path / "out")], ["inspect", str(model)],
-                 ["bench", str(model), "--runs", "2"], ["validate", str(model), str(model)]):
+                 ["bench", str(model), "--runs", "2"], ["validate", str(model), str(model)],
+                 ["check", str(config), "-o", str(tmp_path / "checked")]):
         result = run_cli(*argv)
         assert result.returncode == 2, (argv[0], result.stdout, result.stderr)
-        line = error_line(result)
+        line = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")][0]
         assert f"op {op}" in line and "--trust-remote-code" in line, (argv[0], line)
         assert not marker.exists(), f"{argv[0]} ran the payload"
 

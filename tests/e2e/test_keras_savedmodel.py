@@ -78,6 +78,15 @@ def test_lambda_layer_is_refused_and_its_code_does_not_run(tf_models, tmp_path):
     line = error_line(result)
     assert "Lambda layer" in line and "--trust-remote-code" in line
     assert not marker.exists(), "the Lambda layer's code ran"
+    config = tmp_path / "modelport.toml"
+    config.write_text(f'[[models]]\nsource = "{tf_models["lambda"]}"\ntargets = ["onnx"]\n')
+    for argv in (["inspect", str(tf_models["lambda"])], ["bench", str(tf_models["lambda"]), "--runs", "1"],
+                 ["validate", str(tf_models["lambda"]), str(tf_models["lambda"])],
+                 ["check", str(config), "-o", str(tmp_path / "checked")]):  # every command loads the same way
+        other = run_cli(*argv)
+        assert other.returncode == 2, (argv[0], other.stderr)
+        assert "Lambda layer" in [ln for ln in other.stderr.splitlines() if ln.startswith("Error:")][0]
+        assert not marker.exists(), f"{argv[0]} ran the Lambda layer's code"
     trusted = run_cli("convert", str(tf_models["lambda"]), "--to", "onnx", "-o", str(tmp_path),
                       "--trust-remote-code")
     assert trusted.returncode == 0, trusted.stderr
