@@ -85,6 +85,43 @@ def test_pt2_with_a_pickle_payload_is_refused_by_every_command(tmp_path, kind):
         assert not marker.exists(), f"{command} ran the payload"
 
 
+def test_pt2_constants_legacy_members_and_native_code_are_checked_too(tmp_path):
+    marker = tmp_path / "pwned-more"
+    evil = pickle.dumps(Payload(marker), protocol=2)
+    with zipfile.ZipFile(EXAMPLE) as archive:
+        root = archive.namelist()[0].split("/")[0]
+    # An opaque constant: torch.export.load would pickle.loads it.
+    constants = {"config": {"secret": {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": False,
+                                       "tensor_meta": None}}}
+    cases = {
+        "constant": (_rewrite(EXAMPLE, tmp_path / "constant.pt2",
+                              {"model_constants_config.json": json.dumps(constants).encode()}),
+                     {f"{root}/data/constants/opaque_obj_0": evil}, "opaque_obj_0"),
+        "native": (EXAMPLE, {f"{root}/data/aotinductor/model/model.so": b"\x7fELF"}, "native code"),
+    }
+    for name, (base, extra, fragment) in cases.items():
+        path = tmp_path / f"{name}-final.pt2"
+        with zipfile.ZipFile(base) as old, zipfile.ZipFile(path, "w") as new:
+            for info in old.infolist():
+                new.writestr(info, old.read(info.filename))
+            for member, data in extra.items():
+                new.writestr(member, data)
+        result = run_cli("inspect", str(path))
+        assert result.returncode == 2, (name, result.stderr)
+        line = error_line(result)
+        assert fragment in line and "--trust-remote-code" in line, (name, line)
+    # The legacy (torch 2.7) layout: members fed to torch.load at the top of the archive.
+    legacy = tmp_path / "legacy.pt2"
+    with zipfile.ZipFile(legacy, "w") as archive:
+        archive.writestr("archive_format", "pt2")
+        archive.writestr("version", "8.0")
+        archive.writestr("serialized_exported_program.json", "{}")
+        archive.writestr("serialized_example_inputs.pt", evil)
+    result = run_cli("inspect", str(legacy))
+    assert result.returncode == 2 and "serialized_example_inputs.pt" in error_line(result), result.stderr
+    assert not marker.exists()
+
+
 def test_a_pickled_module_is_refused_by_every_command(tmp_path):
     marker = tmp_path / "pwned-pickle"
     evil = tmp_path / "evil.pt"
