@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .._lazy import captured_output, require
-from ..errors import BadInput
+from ..errors import BadInput, first_line
 from ..spec import TensorSpec, merge_specs
 from .base import EntryPoint, LoadOptions, SourceModel
 
@@ -40,7 +40,10 @@ def _saved_config(path: Path, fmt: str) -> dict:
     try:
         if fmt == "keras":
             with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
+                config = json.loads(archive.read("config.json"))
+                if not isinstance(config, dict):
+                    raise ValueError("config.json is not an object")
+                return config
         h5py = require("h5py", "tf", purpose="to read .h5 models")
         with h5py.File(path, "r") as h5:
             raw = h5.attrs.get("model_config")
@@ -50,7 +53,14 @@ def _saved_config(path: Path, fmt: str) -> dict:
     if raw is None:
         raise BadInput(f"'{path}' is an HDF5 file with weights only (no model_config).",
                        "Save the whole model (model.save), or pass an entry point that builds it, e.g. model.py:build.")
-    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    try:
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError, UnicodeDecodeError, odd attr types
+        raise BadInput(f"'{path}' has an unreadable model_config: {first_line(exc)}.",
+                       "The file is probably truncated or corrupt; save it again.") from None
+    if not isinstance(config, dict):
+        raise BadInput(f"'{path}' has a model_config that is not a model description.", "Save the model again.")
+    return config
 
 
 def check_config_safety(path: Path, config: dict, trust: bool) -> None:
