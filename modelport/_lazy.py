@@ -11,9 +11,9 @@ import io
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from types import ModuleType
-from typing import cast
+from typing import Any, cast
 
 from .errors import BackendMissing
 
@@ -35,11 +35,16 @@ def scoped_env(values: dict[str, str], override: bool = False) -> Iterator[None]
     try:
         yield
     finally:
-        for key, previous in saved.items():
-            if previous is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = previous
+        restore_entries(os.environ, saved)
+
+
+def restore_entries(table: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
+    """Put each key of `table` (os.environ, sys.modules) back as `saved` has it; None: absent."""
+    for key, previous in saved.items():
+        if previous is None:
+            table.pop(key, None)
+        else:
+            table[key] = previous
 
 
 @contextlib.contextmanager
@@ -59,9 +64,7 @@ def preserved_process_state() -> Iterator[None]:
         yield
     finally:
         if dict(os.environ) != environ:
-            for key in [k for k in os.environ if k not in environ]:
-                del os.environ[key]
-            os.environ.update(environ)
+            restore_entries(os.environ, {**dict.fromkeys(os.environ), **environ})
         cast(list, warnings.filters)[:] = filters  # in place: the C half of warnings holds this list
         warnings._filters_mutated()  # type: ignore[attr-defined]  # (what warnings.resetwarnings calls)
         sys.path[:] = path

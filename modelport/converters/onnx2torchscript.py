@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .._lazy import captured_output, require
+from .._lazy import captured_output, require, restore_entries
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
 from ..validators.data import make_feeds
@@ -51,11 +51,7 @@ def _import_onnx2torch() -> Any:
     try:
         return require("onnx2torch", "torch", purpose="to convert ONNX to torch")
     finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+        restore_entries(sys.modules, saved)
 
 
 def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:

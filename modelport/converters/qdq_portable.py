@@ -225,22 +225,20 @@ def make_portable(onnx_path: Path) -> dict[str, Any]:
 
     boundary = bool(inputs_to_u8 or outputs_from_u8)
     one = constant("qdq_portable_scale_1", np.array(1.0, dtype=np.float32)) if boundary else ""
+    def shift(source: str, target: str, zero_in: Any, zero_out: Any, label: str) -> None:
+        """source -> float (scale 1, zero_in) -> target (scale 1, zero_out): exact, moves values by 128."""
+        as_float = fresh(f"{source}_{label}")
+        graph.node.append(helper.make_node("DequantizeLinear", [source, one, zero_in], [as_float],
+                                           name=fresh(f"{source}_{label}_dq")))
+        graph.node.append(helper.make_node("QuantizeLinear", [as_float, one, zero_out], [target],
+                                           name=fresh(f"{source}_{label}_q")))
+
     for name, shifted_name in inputs_to_u8.items():  # int8 v -> float v + 128 -> uint8 v + 128
-        minus128 = constant("qdq_portable_zero_point_minus128", np.array(-128, dtype=np.int8))
-        zero_u8 = constant("qdq_portable_zero_point_0_u8", np.array(0, dtype=np.uint8))
-        as_float = fresh(f"{name}_plus128")
-        graph.node.append(helper.make_node("DequantizeLinear", [name, one, minus128], [as_float],
-                                           name=fresh(f"{name}_int8_to_uint8_dq")))
-        graph.node.append(helper.make_node("QuantizeLinear", [as_float, one, zero_u8], [shifted_name],
-                                           name=fresh(f"{name}_int8_to_uint8_q")))
+        shift(name, shifted_name, constant("qdq_portable_zero_point_minus128", np.array(-128, dtype=np.int8)),
+              constant("qdq_portable_zero_point_0_u8", np.array(0, dtype=np.uint8)), "int8_to_uint8")
     for name, computed in outputs_from_u8.items():  # uint8 u -> float u - 128 -> int8 u - 128
-        plus128 = constant("qdq_portable_zero_point_128", np.array(128, dtype=np.uint8))
-        zero_i8 = constant("qdq_portable_zero_point_0_i8", np.array(0, dtype=np.int8))
-        as_float = fresh(f"{name}_minus128")
-        graph.node.append(helper.make_node("DequantizeLinear", [computed, one, plus128], [as_float],
-                                           name=fresh(f"{name}_uint8_to_int8_dq")))
-        graph.node.append(helper.make_node("QuantizeLinear", [as_float, one, zero_i8], [name],
-                                           name=fresh(f"{name}_uint8_to_int8_q")))
+        shift(computed, name, constant("qdq_portable_zero_point_128", np.array(128, dtype=np.uint8)),
+              constant("qdq_portable_zero_point_0_i8", np.array(0, dtype=np.int8)), "uint8_to_int8")
 
     # The int8 originals nobody reads any more go; the uint8 copies come in.
     still_read = {n for node in graph.node for n in node.input} | in_subgraphs | graph_outputs | declared_inputs

@@ -76,15 +76,6 @@ class Requirement:
     check: str | None = None                     # "module:function" () -> (problem, what to do) | None
     versions: str | None = None                  # "module:function" () -> {name: {"installed", "version"}}
 
-    def missing(self) -> list[str]:
-        """What is absent, as short names (for doctor); empty when everything is there."""
-        absent = [m for m in self.modules if importlib.util.find_spec(m) is None]
-        if self.any_of and all(importlib.util.find_spec(m) is None for m in self.any_of):
-            absent.append(" or ".join(self.any_of))
-        if not absent and self.check and load_object(self.check)() is not None:
-            absent.append(load_object(self.check)()[0])
-        return absent
-
     def problem(self, purpose: str) -> BackendMissing | None:
         """What is missing, as the error to raise (saying what to install), or None."""
         absent = [m for m in self.modules if importlib.util.find_spec(m) is None]
