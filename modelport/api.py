@@ -2,78 +2,83 @@
 
 Thin on purpose; each job lives in its own module: options (`options.py`), the convert pipeline
 (`pipeline.py`), validation of two models (`comparison.py`), timing (`benchmark.py`), the gate
-(`gate.py`), file placement (`placement.py`), statuses and exit codes (`results.py`).
+(`gate.py`), file placement (`placement.py`), statuses and exit codes (`results.py`). Every call
+that opens a model runs in the model worker (`worker.py`), under the memory budget: this process
+never loads a model, so no model can take it down.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._lazy import preserved_process_state
 from .benchmark import BenchResult
-from .benchmark import bench as _bench
-from .comparison import validate as _validate
+from .errors import ModelportError
 from .gate import check as _check
-from .loading import describe_source
 from .options import BenchOptions, ConvertOptions, ModelOptions, Progress, ValidateOptions, ValidationOptions
-from .pipeline import convert as _convert
-from .pipeline import explain as _explain
 from .placement import default_output_dir, write_atomic
-from .safety import memory_budget, over_budget
 from .results import CheckResult, ConvertResult, NumericResult, Status, TargetResult, Verdict
+from .worker import default_worker
 
 
-@contextlib.contextmanager
-def _library_call(max_memory: int | None) -> Iterator[None]:
-    """Every public call: under the memory budget, and leaving the process as it found it."""
-    with preserved_process_state(), memory_budget(max_memory):
-        try:
-            yield
-        except MemoryError:
-            raise over_budget() from None
+def _in_worker(function: str, *args: Any, options: ModelOptions, progress: Progress | None = None,
+               **kwargs: Any) -> Any:
+    return default_worker().call(function, *args, progress=progress, max_memory=options.max_memory,
+                                 verbose=options.verbose, **kwargs)
 
 
 def convert(source: str, options: ConvertOptions, progress: Progress | None = None) -> ConvertResult:
     """Convert SOURCE to each target, validate each on its own runtime, and return the results."""
-    with _library_call(options.max_memory):
-        return _convert(source, options, progress)
+    result: ConvertResult = _in_worker("modelport.pipeline:convert", source, options, options=options,
+                                       progress=progress)
+    return result
 
 
 def validate(reference: str, candidate: str, options: ValidateOptions,
              progress: Progress | None = None) -> ConvertResult:
     """Compare any two models on the same inputs, each on its own runtime."""
-    with _library_call(options.max_memory):
-        return _validate(reference, candidate, options, progress)
+    result: ConvertResult = _in_worker("modelport.comparison:validate", reference, candidate, options,
+                                       options=options, progress=progress)
+    return result
 
 
 def bench(model: str, options: BenchOptions) -> list[BenchResult]:
     """Time MODEL (and `options.against`, in the same process) on seeded inputs."""
-    with _library_call(options.max_memory):
-        return _bench(model, options)
+    results: list[BenchResult] = _in_worker("modelport.benchmark:bench", model, options, options=options)
+    return results
 
 
 def check(config_path: Path | None = None, output_dir: Path | None = None,
           progress: Progress | None = None, max_memory: int | None = None) -> CheckResult:
-    """Convert and validate every model of a modelport.toml / [tool.modelport] config, with budgets."""
-    with _library_call(max_memory):
-        return _check(config_path, output_dir, progress)
+    """Convert and validate every model of a modelport.toml / [tool.modelport] config, with budgets.
+    Each model runs in the worker: one that crashes or runs out of memory is that model's error."""
+
+    def convert_in_worker(source: str, options: ConvertOptions, progress: Progress | None) -> ConvertResult:
+        return convert(source, options if max_memory is None else _with_memory(options, max_memory), progress)
+
+    return _check(config_path, output_dir, progress, convert=convert_in_worker)
+
+
+def _with_memory(options: ConvertOptions, max_memory: int) -> ConvertOptions:
+    from dataclasses import replace
+
+    return replace(options, max_memory=max_memory)
 
 
 def explain(source: str, options: ConvertOptions) -> dict[str, str]:
     """The path each target would take, without converting anything."""
-    with _library_call(options.max_memory):
-        return _explain(source, options)
+    plans: dict[str, str] = _in_worker("modelport.pipeline:explain", source, options, options=options)
+    return plans
 
 
 def inspect(model: str, options: ModelOptions, framework: str | None = None) -> dict[str, Any]:
-    """What MODEL is: format, framework, I/O, parameters, size, ops (nothing is converted)."""
-    with _library_call(options.max_memory):
-        return describe_source(model, options.load_options(describe_only=True), framework)
+    """What MODEL is: format, framework, I/O, parameters, size, ops (nothing is converted or run)."""
+    described: dict[str, Any] = _in_worker("modelport.loading:describe_source", model,
+                                           options.load_options(describe_only=True), framework, options=options)
+    return described
 
 
 __all__ = ["BenchOptions", "BenchResult", "CheckResult", "ConvertOptions", "ConvertResult", "ModelOptions",
-           "NumericResult", "Status", "TargetResult", "ValidateOptions", "ValidationOptions", "Verdict", "bench",
-           "check", "convert", "default_output_dir", "explain", "inspect", "validate", "write_atomic"]
+           "ModelportError", "NumericResult", "Status", "TargetResult", "ValidateOptions", "ValidationOptions",
+           "Verdict", "bench", "check", "convert", "default_output_dir", "explain", "inspect", "validate",
+           "write_atomic"]

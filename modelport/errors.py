@@ -23,6 +23,20 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
+def error_summary(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's text; when it only introduces what follows ("Graph
+    execution error:"), the first line after it that is not a stack-trace banner."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0]
+    if text.endswith(":"):
+        detail = next((ln for ln in lines[1:] if not ln.startswith(("Detected at", "<stack", "File "))), None)
+        if detail:
+            text = f"{text} {detail}"
+    return text[:limit]
+
+
 class ValidationFailed(ModelportError):
     """Numbers out of tolerance, or a budget broken (exit 1)."""
 
@@ -45,6 +59,18 @@ class BackendMissing(ModelportError):
     """A package the request needs is not installed (exit 4)."""
 
     exit_code = 4
+
+
+class UnexpectedError(Exception):
+    """An exception the model worker did not foresee (a bug), carried by its type's name and text:
+    the original class may live in a framework the calling process must not import."""
+
+    def __init__(self, kind: str, text: str) -> None:
+        super().__init__(kind, text)
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return str(self.args[1])
 
 
 def _rebuild(cls: type, message: str, hint: str | None) -> ModelportError:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .config import ModelCheck, find_config, load_config
 from .errors import ModelportError
 from .options import ConvertOptions, Progress
-from .pipeline import convert
+from .pipeline import convert as convert_here
 from .placement import default_output_dir
 from .registry import Registry
 from .results import CheckResult, ConvertResult, Status, TargetResult, Verdict
@@ -51,9 +52,13 @@ def convert_options(entry: ModelCheck, output_dir: Path | None) -> ConvertOption
         output_tolerances=entry.tolerance or None, **opts)
 
 
+ConvertOne = Callable[[str, ConvertOptions, "Progress | None"], ConvertResult]
+
+
 def check(config_path: Path | None = None, output_dir: Path | None = None, progress: Progress | None = None,
-          registry: Registry | None = None) -> CheckResult:
-    """Convert and validate every model of a modelport.toml / [tool.modelport] config, with budgets."""
+          registry: Registry | None = None, convert: ConvertOne | None = None) -> CheckResult:
+    """Convert and validate every model of a modelport.toml / [tool.modelport] config, with budgets.
+    `convert` runs one model (default: here, in this process; the API passes the model worker)."""
     path = config_path or find_config()
     config = load_config(path)
     results = []
@@ -62,7 +67,8 @@ def check(config_path: Path | None = None, output_dir: Path | None = None, progr
         if progress:
             progress("start", f"Checking {entry.name}")
         try:
-            result = convert(entry.source, options, progress, registry)
+            result = (convert(entry.source, options, progress) if convert is not None
+                      else convert_here(entry.source, options, progress, registry))
         except ModelportError as exc:  # the model itself could not be loaded: one error row per target
             result = ConvertResult(source={"path": entry.source, "format": None, "framework": None, "sha256": None,
                                            "inputs": [], "outputs": []},

@@ -76,7 +76,9 @@ def describe_source(source: str, options: LoadOptions, framework: str | None = N
             from .describe import describe_runner
             from .runners import open_runner
 
-            with open_runner(spec, Path(source)) as runner:
+            runner = open_runner(spec, Path(source))
+            runner.describe_only = True
+            with runner:
                 return describe_runner(runner, source, detected.format)
     model = load_source(source, options, framework, registry)
     try:

@@ -20,7 +20,7 @@ from .options import ConvertOptions, Progress
 from .placement import default_output_dir, place, write_atomic
 from .registry import ENTRY_KIND, Registry, default
 from .results import ConvertResult, TargetResult, Verdict
-from .safety import check_output_dir, over_budget
+from .safety import check_output_dir, is_allocation_failure, over_budget
 from .sources.base import SourceModel
 from .sources.entry import resolve
 from .validation import validate_targets
@@ -235,15 +235,18 @@ def _convert_one(name: str, model: SourceModel, src_node: str, out_dir: Path, op
         item.size_bytes = size_of(final)
         item.sha256 = sha256_of(final)
         item.verdict = Verdict.converted()
-    except ModelportError as exc:
-        item.verdict = Verdict.error(exc)
+    except ModelportError as exc:  # a converter (or its child process) that ran out of budget says so in its log
+        item.verdict = Verdict.error(over_budget() if is_allocation_failure(exc.message) else exc)
     except KeyboardInterrupt:
         raise
     except MemoryError:
         item.verdict = Verdict.error(over_budget())
     except Exception as exc:  # a converter bug we did not foresee: report it, keep other targets going
-        if options.verbose:
+        if is_allocation_failure(str(exc)):
+            item.verdict = Verdict.error(over_budget())
+        elif options.verbose:
             raise
-        item.verdict = Verdict.error(f"{type(exc).__name__}: {exc}", 3)
+        else:
+            item.verdict = Verdict.error(f"{type(exc).__name__}: {exc}", 3)
     item.seconds = time.perf_counter() - started
     return item

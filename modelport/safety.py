@@ -76,13 +76,15 @@ def check_output_dir(output: Path, source: Path | None) -> None:
 
 
 # -- memory budget ---------------------------------------------------------------------------------
-# Every run of a model happens under an address-space limit (RLIMIT_AS), in this process and in the
-# child processes it starts (they inherit it): a model that asks for more fails to allocate, which
-# is reported as exit 2, instead of the kernel's out-of-memory killer ending the whole job.
+# Every run of a model happens in the model worker (worker.py) under an address-space limit
+# (RLIMIT_AS), which the runtimes' own child processes inherit: a model that asks for more fails to
+# allocate, which is reported as exit 2; the command's own process holds no model and has no limit,
+# so even a runtime that aborts on a failed allocation ends only the worker, never the whole job.
 
 DEFAULT_FRACTION = 0.8
 _ALLOCATION_FAILURES = ("bad_alloc", "Failed to allocate", "Cannot allocate memory", "out of memory",
-                        "MemoryError", "ResourceExhausted", "OOM when allocating", "failed to allocate")
+                        "MemoryError", "ResourceExhausted", "OOM when allocating", "failed to allocate",
+                        "pthread_create() failed")  # (thread stacks count against the budget too)
 
 
 def machine_memory() -> int | None:
@@ -140,8 +142,9 @@ def is_allocation_failure(text: str) -> bool:
     return any(marker in text for marker in _ALLOCATION_FAILURES)
 
 
-def over_budget() -> BadInput:
-    budget = current_budget()
+def over_budget(budget: int | None = None) -> BadInput:
+    """The refusal for a model that went past the budget (this process's, unless given)."""
+    budget = budget if budget is not None else current_budget()
     size = f"more than {gib(budget)}" if budget else "more memory than this machine has"
     return BadInput(f"The model needs {size} to run (the memory budget).",
                     "If the model is trusted and the machine has the memory, raise it with --max-memory, e.g. "

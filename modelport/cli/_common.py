@@ -56,7 +56,8 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # a bug of ours: say so in one line, trace with --verbose
             if verbose:
                 traceback.print_exc()
-            fail(f"Unexpected {type(exc).__name__}: {exc}. Re-run with --verbose and report it.", 3)
+            kind = getattr(exc, "kind", type(exc).__name__)  # (the worker's UnexpectedError names the original)
+            fail(f"Unexpected {kind}: {exc}. Re-run with --verbose and report it.", 3)
         finally:
             signal.signal(signal.SIGTERM, previous)
 

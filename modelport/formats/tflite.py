@@ -18,6 +18,7 @@ FORMAT = FormatSpec(
     requirement=Requirement("tflite", any_of=("ai_edge_litert", "tflite_runtime")),
     detect="modelport.formats.tflite:detect",
     source=SourceSpec(loader="modelport.sources.tflite:load", framework="tflite"),
+    describe="modelport.sources.tflite:describe",
     target=TargetSpec(runner="modelport.targets.tflite:LiteRTRunner", file_name="model.tflite",
                       tolerances=QUANTIZED_TOLERANCES, isolate=True),
     packages=("ai-edge-litert", "tflite-runtime"),

@@ -36,6 +36,7 @@ class IOTensor:
     dtype: str
     scale: float = 0.0   # scale and zero point of quantized integer I/O, else 0
     zero_point: int = 0
+    shape: tuple[int | str, ...] | None = None  # "?" where the file records a dim as unknown (-1)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ def read_flatbuffer(path: Path) -> TfliteFacts:
         zero = int(quant.zeroPoint[0]) if scale and quant.zeroPoint is not None and len(quant.zeroPoint) else 0
         dtype = types.get(tensor.type, "?").lower()
         own = tensor.name.decode("utf-8", "replace") if tensor.name else str(index)
-        return IOTensor(name or own, own, dtype, scale if dtype.upper() in _INT_TYPES else 0.0, zero)
+        dims = tensor.shapeSignature if tensor.shapeSignature is not None and len(tensor.shapeSignature) else tensor.shape
+        shape = tuple(int(d) if d >= 0 else "?" for d in (dims if dims is not None else []))
+        return IOTensor(name or own, own, dtype, scale if dtype.upper() in _INT_TYPES else 0.0, zero, shape)
 
     signatures = list(model.signatureDefs or [])
     names = tuple(s.signatureKey.decode() for s in signatures if s.signatureKey)
@@ -206,6 +209,39 @@ def load(path: Path, fmt: str, options: LoadOptions) -> TfliteModel:
         model.close()  # do not leave the interpreter's child process behind
         raise
     return model
+
+
+def describe(source: str) -> dict[str, Any]:
+    """What `inspect` shows, from the flatbuffer alone: no interpreter is made and no tensor is
+    allocated (a 1 KB hostile file can ask LiteRT for gigabytes when its tensors are allocated)."""
+    from ..artifact import sha256_of, size_of
+
+    path = Path(source)
+    facts = read_flatbuffer(path)
+    if not facts.readable:  # no schema installed to read it: the interpreter's view, in its child
+        model = load(path, "tflite", LoadOptions(describe_only=True))
+        try:
+            from ..describe import describe_loaded
+
+            return describe_loaded(model, source)
+        finally:
+            model.close()
+
+    def specs(tensors: tuple[IOTensor, ...]) -> list[dict[str, Any]]:
+        # Quantized I/O is described in float, as `load` does: LiteRTRunner (de)quantizes it.
+        return [_named_dims(TensorSpec(t.name, t.shape, "float32" if t.scale else t.dtype)).to_json()
+                for t in tensors]
+
+    quantization = {t.name: {"scale": t.scale, "zero_point": t.zero_point, "dtype": t.dtype}
+                    for t in (*facts.inputs, *facts.outputs) if t.scale}
+    described: dict[str, Any] = {
+        "path": source, "format": "tflite", "framework": "tflite", "evidence": "flatbuffer with identifier TFL3",
+        "size_bytes": size_of(path), "sha256": sha256_of(path), "inputs": specs(facts.inputs),
+        "outputs": specs(facts.outputs), "parameters": facts.parameters, "ops": facts.ops,
+        "precision": facts.precision, "signatures": list(facts.signatures), "quantization": quantization}
+    if facts.custom_ops:
+        described["custom_ops"] = list(facts.custom_ops)
+    return described
 
 
 def _describe(model: TfliteModel, facts: TfliteFacts, options: LoadOptions) -> None:

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from ..errors import BadInput
+from ..errors import BadInput, ModelportError, error_summary
+from ..safety import is_allocation_failure, over_budget
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..spec import TensorSpec
+
+_T = TypeVar("_T")
 
 
 class Runner:
@@ -23,6 +27,7 @@ class Runner:
 
     runtime: str = "?"
     trust_remote_code: bool = False  # --trust-remote-code: runtimes whose models can run code check it
+    describe_only: bool = False      # inspect: load for the I/O only (no graph optimization, nothing folded)
 
     def __init__(self, path: Path | str, threads: int | None = None) -> None:
         self.path = Path(path)
@@ -57,12 +62,31 @@ class Runner:
         if missing:
             raise BadInput(f"Missing input(s) for {self.runtime}: {', '.join(sorted(missing))}.",
                            f"The model's inputs are: {', '.join(s.name for s in self.inputs)}.")
-        return self._run({k: v for k, v in feeds.items() if k in expected})
+        return self._guarded(self._run, {k: v for k, v in feeds.items() if k in expected})
+
+    def _guarded(self, run: Callable[..., _T], *args: Any) -> _T:
+        """A model that fails on its own runtime is reported as such (exit 3), one that asks for
+        more than the memory budget as exit 2: never as modelport's own bug."""
+        try:
+            return run(*args)
+        except ModelportError:
+            raise
+        except MemoryError:
+            raise over_budget() from None
+        except Exception as exc:  # noqa: BLE001 - any runtime's own exception type
+            if is_allocation_failure(str(exc)):
+                raise over_budget() from None
+            raise ModelportError(f"{self.runtime} could not run '{self.path.name}': {error_summary(exc)}",
+                                 "Check that the model runs on its own runtime with these inputs; --verbose "
+                                 "shows the full error.") from exc
 
     def time_runs(self, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> list[float]:
         """Seconds per run, after `warmup` untimed runs. Remote runners override this so the
         timing loop runs next to the model, not across a pipe."""
         self.load()
+        return self._guarded(self._timed_runs, feeds, runs, warmup)
+
+    def _timed_runs(self, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> list[float]:
         for _ in range(warmup):
             self._run(feeds)
         times = []

@@ -10,35 +10,20 @@ from __future__ import annotations
 
 import importlib
 import os
-import pickle
-import struct
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
+from .._channel import recv as _recv
+from .._channel import send as _send
 from ..errors import ModelportError
 from ..safety import is_allocation_failure, over_budget
 from .base import Runner
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-def _send(stream: IO[bytes], obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack("<Q", len(data)))
-    stream.write(data)
-    stream.flush()
-
-
-def _recv(stream: IO[bytes]) -> Any:
-    header = stream.read(8)
-    if len(header) < 8:
-        raise EOFError
-    (size,) = struct.unpack("<Q", header)
-    return pickle.loads(stream.read(size))
 
 
 def load_runner_class(import_string: str) -> type[Runner]:
@@ -142,7 +127,9 @@ def _serve() -> None:
                 result = getattr(runner, args[0])(*args[1:])
             _send(channel, ("ok", result))
         except Exception as exc:  # noqa: BLE001 - every error goes back to the parent to raise
-            if not isinstance(exc, ModelportError):
+            if isinstance(exc, MemoryError) or is_allocation_failure(str(exc)):
+                exc = over_budget()  # (the budget this process inherited)
+            elif not isinstance(exc, ModelportError):
                 exc = ModelportError(f"{type(exc).__name__}: {exc}")
             _send(channel, ("error", exc))
     if runner is not None:

@@ -90,6 +90,8 @@ class OnnxRuntimeRunner(Runner):
         ort = require("onnxruntime", purpose="to run ONNX models")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if self.describe_only:  # constant folding is where a tiny hostile graph asks for gigabytes
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         for key, value in self.session_config.items():
             options.add_session_config_entry(key, value)
         if self.threads:

@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendMissing, BadInput
+from ..safety import over_budget
 from ..spec import TensorSpec, dequantize, quantize
 from .base import Runner
 
@@ -104,6 +105,16 @@ class LiteRTRunner(Runner):
         return dequantize(value, scale, zero) if scale and np.issubdtype(value.dtype, np.integer) else value
 
     def _run(self, feeds):
+        try:
+            return self._run_allocated(feeds)
+        except ValueError as exc:
+            # LiteRT's allocate_tensors returns quietly when its arena cannot be allocated; the
+            # next access says "unallocated": the model needs more memory than the process has.
+            if "unallocated" in str(exc):
+                raise over_budget() from None
+            raise
+
+    def _run_allocated(self, feeds):
         feeds = {name: self._quantize(name, value) for name, value in feeds.items()}
         if self._signature:
             out = self._runner(**feeds)

@@ -236,8 +236,8 @@ def test_sigterm_cleans_up_and_exits_143(tmp_path, models):
     process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("modelport-*")) and time.monotonic() < deadline:
-        time.sleep(0.2)  # wait until converting has started (its scratch folder exists)
+    while not list(tmp_path.glob("modelport-worker-*/modelport-*")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait until converting has started (the worker's scratch folder exists)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr

@@ -1,6 +1,6 @@
-"""A library call leaves the process as it found it: one worker can convert model after model.
+"""A call in the model worker leaves the worker as it found it: one worker converts model after model.
 
-Different conversions run in this process, one after the other; after each, the environment,
+Different conversions run in this process through the worker's own per-call code, one after the other; after each, the environment,
 sys.path, the module table (no stand-in modules, no user entry modules), the standard streams and
 their file descriptors, warning filters and torch's thread count are exactly as before."""
 
@@ -13,6 +13,7 @@ import warnings
 import pytest
 
 from modelport import api
+from modelport.worker import run_call
 
 
 def _state() -> dict:
@@ -44,8 +45,9 @@ def test_two_conversions_in_one_process_leave_no_trace(models, entry_file, tmp_p
         (str(models["cnn_pt2"]), ("tflite",)),
     ]
     for index, (source, targets) in enumerate(runs):
-        result = api.convert(source, api.ConvertOptions(targets=targets, output_dir=tmp_path / str(index),
-                                                        threads=2, latency_runs=2, latency_warmup=1))
+        options = api.ConvertOptions(targets=targets, output_dir=tmp_path / str(index), threads=2, latency_runs=2,
+                                     latency_warmup=1)
+        result = run_call("modelport.pipeline:convert", (source, options), {}, None, None, dict(os.environ))
         assert [t.status for t in result.targets] == ["passed"] * len(targets), [t.error for t in result.targets]
         after = _state()
         changed = {key: (before[key], after[key]) for key in before if before[key] != after[key]}

@@ -13,7 +13,8 @@ PACKAGE = ROOT / "modelport"
 
 # Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core types", ("modelport._version", "modelport.safety", "modelport.errors", "modelport.spec", "modelport._lazy", "modelport.artifact")),
+    ("core types", ("modelport._version", "modelport.safety", "modelport.errors", "modelport.spec", "modelport._lazy", "modelport.artifact",
+                    "modelport._channel")),
     ("validators", ("modelport.validators", "modelport.validators.compare", "modelport.validators.latency",
                     "modelport.validators.data", "modelport.validators.matching", "modelport.validators.validate",
                     "modelport.targets.base")),
@@ -22,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                              "modelport.formats.base")),
     ("formats and edges", ("modelport.formats.*", "modelport.converters", "modelport.converters.*",
                            "modelport.registry")),
-    ("services", ("modelport.loading", "modelport.runners", "modelport.validation", "modelport.describe",
+    ("services", ("modelport.worker", "modelport.loading", "modelport.runners", "modelport.validation", "modelport.describe",
                   "modelport.options", "modelport.placement", "modelport.config", "modelport.doctor",
                   "modelport.validators.report", "modelport.validators.report_formats")),
     ("pipeline", ("modelport.pipeline", "modelport.comparison", "modelport.benchmark", "modelport.gate")),
