@@ -61,6 +61,12 @@ class BackendMissing(ModelportError):
     exit_code = 4
 
 
+class ModelProcessDied(ModelportError):
+    """The process running a model ended without an answer: killed, crashed, aborted (exit 3)."""
+
+    exit_code = 3
+
+
 class UnexpectedError(Exception):
     """An exception the model worker did not foresee (a bug), carried by its type's name and text:
     the original class may live in a framework the calling process must not import."""

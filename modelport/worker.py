@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._channel import recv, send
-from .errors import ModelportError, UnexpectedError
+from .errors import ModelportError, ModelProcessDied, UnexpectedError
 from .safety import default_memory_budget, is_allocation_failure, over_budget
 
 Progress = Callable[[str, str], None]
@@ -68,15 +68,21 @@ class Worker:
                     message = recv(proc.stdout)
                     if message[0] == "progress" and progress is not None:
                         progress(message[1], message[2])
-                    elif message[0] == "ok":
-                        return message[1]
-                    elif message[0] == "error":
-                        raise message[1]
+                    elif message[0] in ("ok", "error"):
+                        break
             except (EOFError, BrokenPipeError, ConnectionResetError):
                 raise self._died(limit) from None
             except KeyboardInterrupt:
                 self._interrupt()
                 raise
+            except BaseException:
+                # Anything else while the worker works (a progress callback's error, an alarm):
+                # its answer would be read by the next call, so this worker ends here.
+                self._kill()
+                raise
+            if message[0] == "error":
+                raise message[1]
+            return message[1]
 
     def close(self) -> None:
         """End the worker (if running) and remove its scratch folder."""
@@ -145,7 +151,12 @@ class Worker:
         hint = ("The system's out-of-memory killer sends SIGKILL: set --max-memory below the free memory so the "
                 "model fails cleanly." if code == -signal.SIGKILL else
                 "The runtime crashed on this model; run with --verbose for its log.")
-        return ModelportError(f"The process running the model {how}: {tail or 'no message'}.", hint)
+        return ModelProcessDied(f"The process running the model {how}: {tail or 'no message'}.", hint)
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+        self.close()
 
     def _interrupt(self) -> None:
         """Ctrl-C or SIGTERM here: let the worker unwind (its scratch removed, nothing half-written)."""

@@ -81,6 +81,34 @@ def tfjs_version() -> str | None:
         return None
 
 
+_MAX_MANIFEST_BYTES = 256 * 2**20  # a model.json is topology and a weight list, never this big
+
+
+def check_weight_files(model_dir: Path) -> None:
+    """Every weight shard model.json names is a file inside the model folder, checked before Node
+    opens any (its loader reads whatever path the manifest gives, '../' and absolute ones too)."""
+    manifest = model_dir / "model.json"
+    if manifest.stat().st_size > _MAX_MANIFEST_BYTES:
+        raise BadInput(f"'{manifest}' is larger than {_MAX_MANIFEST_BYTES // 2**20} MB; it is not a TF.js model.json.",
+                       "Convert the model again.")
+    try:
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+        groups = document.get("weightsManifest") or []
+        shards = [shard for group in groups for shard in (group.get("paths") or [])]
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise BadInput(f"'{manifest}' is not a TF.js model.json: {str(exc)[:100]}.",
+                       "Convert the model again.") from None
+    root = model_dir.resolve()
+    for shard in shards:
+        where = (root / shard).resolve() if isinstance(shard, str) and shard else None
+        if where is None or Path(shard).is_absolute() or ".." in Path(shard).parts or root not in where.parents:
+            raise BadInput(f"'{manifest}' names the weight file {shard!r}, which is outside the model's folder.",
+                           "Weight shards must be files inside the model folder, named relative to it.")
+        if not where.is_file():
+            raise BadInput(f"'{manifest}' names the weight file '{shard}', which is missing from the model's folder.",
+                           "Copy the whole TF.js model folder.")
+
+
 class TfjsRunner(Runner):
     runtime = "tfjs (node, cpu backend)"
 
@@ -89,6 +117,7 @@ class TfjsRunner(Runner):
         model_dir = (self.path if self.path.is_dir() else self.path.parent).resolve()  # node runs elsewhere
         if not (model_dir / "model.json").is_file():
             raise BadInput(f"'{self.path}' has no model.json.", "Pass a TF.js graph model folder.")
+        check_weight_files(model_dir)
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen([node, str(folder / "runner.js"), str(model_dir)], cwd=folder,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)

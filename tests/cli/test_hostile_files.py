@@ -143,8 +143,11 @@ def test_a_real_pt2_still_loads(tmp_path):
 def test_a_fifo_is_refused_at_once(tmp_path):
     fifo = tmp_path / "model.onnx"
     os.mkfifo(fifo)
+    config = tmp_path / "modelport.toml"
+    config.write_text(f'[[models]]\nsource = "{fifo}"\ntargets = ["onnx"]\n')
     for argv in (["convert", str(fifo), "--to", "onnx"], ["inspect", str(fifo)], ["bench", str(fifo)],
-                 ["validate", str(EXAMPLE), str(fifo)]):
+                 ["validate", str(EXAMPLE), str(fifo)], ["validate", str(fifo), str(EXAMPLE)],
+                 ["check", str(config), "-o", str(tmp_path / "checked")]):
         started = time.monotonic()
         result = run_cli(*argv, timeout=60)
         assert result.returncode == 2, (argv, result.stderr)
@@ -263,3 +266,35 @@ def test_inspect_never_runs_the_model(tmp_path):
     assert not marker.exists(), "inspect ran the model's forward"
     pt2 = json.loads(run_cli("inspect", str(EXAMPLE), "--json").stdout)
     assert pt2["outputs"] == [{"name": "output", "shape": [1, 10], "dtype": "float32"}]  # recorded, not run
+
+
+def _tfjs_model(folder: Path, shard: str) -> Path:
+    """A hand-written TF.js graph model: y = x + w, with w read from the weight file `shard`."""
+    folder.mkdir(parents=True)
+    floats = {"dtype": {"type": "DT_FLOAT"}}
+    spec = {"dtype": "DT_FLOAT", "tensorShape": {"dim": [{"size": "1"}, {"size": "3"}]}}
+    topology = {"node": [
+        {"name": "x", "op": "Placeholder", "attr": {**floats, "shape": {"shape": {"dim": [{"size": "1"}, {"size": "3"}]}}}},
+        {"name": "w", "op": "Const", "attr": {**floats, "value": {"tensor": {"dtype": "DT_FLOAT",
+                                                                             "tensorShape": {"dim": [{"size": "3"}]}}}}},
+        {"name": "y", "op": "AddV2", "input": ["x", "w"], "attr": {"T": {"type": "DT_FLOAT"}}}],
+        "versions": {"producer": 1}}
+    document = {"format": "graph-model", "generatedBy": "test", "convertedBy": "hand", "modelTopology": topology,
+                "signature": {"inputs": {"x:0": {"name": "x:0", **spec}}, "outputs": {"y:0": {"name": "y:0", **spec}}},
+                "weightsManifest": [{"paths": [shard], "weights": [{"name": "w", "shape": [3], "dtype": "float32"}]}]}
+    (folder / "model.json").write_text(json.dumps(document))
+    (folder / "weights.bin").write_bytes(np.array([1, 2, 3], np.float32).tobytes())
+    return folder
+
+
+@pytest.mark.parametrize("shard", ["../secret.bin", "/etc/hostname", "sub/../../secret.bin"])
+def test_tfjs_weights_outside_the_model_are_refused(tmp_path, shard):
+    (tmp_path / "secret.bin").write_bytes(np.array([7, 7, 7], np.float32).tobytes())
+    honest = run_cli("bench", str(_tfjs_model(tmp_path / "honest", "weights.bin")), "--runs", "2", "--warmup", "0")
+    assert honest.returncode == 0, honest.stderr  # the hand-written model itself runs in TF.js
+    hostile = _tfjs_model(tmp_path / "hostile", shard)
+    for argv in (["bench", str(hostile), "--runs", "2"], ["validate", str(EXAMPLE), str(hostile)]):
+        result = run_cli(*argv)
+        assert result.returncode == 2, (argv[0], result.stderr)
+        line = error_line(result)
+        assert "outside the model's folder" in line and shard in line, (argv[0], line)

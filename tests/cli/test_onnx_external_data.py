@@ -73,8 +73,11 @@ def test_external_data_outside_the_model_is_refused_by_every_command(tmp_path, h
         (tmp_path / "m" / "weights.bin").write_bytes(b"\0" * 8)  # the tensor needs 48 bytes
     expected = {"absolute": "outside the model's folder", "parent": "outside the model's folder",
                 "symlink": "leads outside the model's folder", "past_the_end": "beyond its 8 bytes"}[how]
+    config = tmp_path / "modelport.toml"
+    config.write_text(f'[[models]]\nsource = "{path}"\ntargets = ["onnx"]\n')
     for argv in (["convert", str(path), "--to", "onnx", "-o", str(tmp_path / "out")], ["inspect", str(path)],
-                 ["bench", str(path), "--runs", "2"], ["validate", str(path), str(path)]):
+                 ["bench", str(path), "--runs", "2"], ["validate", str(path), str(path)],
+                 ["check", str(config), "-o", str(tmp_path / "out")]):
         result = run_cli(*argv)
         assert result.returncode == 2, (argv[0], result.stdout, result.stderr)
         line = error_line(result)

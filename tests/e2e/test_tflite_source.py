@@ -157,7 +157,11 @@ def test_truncated_and_flex_tflite_are_bad_input(tflite_models, tmp_path):
     assert "cut.tflite" in line and "not a complete TFLite flatbuffer" in line and "truncated" in line
     assert not (tmp_path / "out").exists()
 
-    for argv in (["bench", str(cut)], ["validate", str(tflite_models["tflite_cnn"]), str(cut)]):
+    config = tmp_path / "modelport.toml"
+    config.write_text(f'[[models]]\nsource = "{cut}"\ntargets = ["onnx"]\n')
+    for argv in (["bench", str(cut)], ["validate", str(tflite_models["tflite_cnn"]), str(cut)],
+                 ["validate", str(cut), str(tflite_models["tflite_cnn"])], ["inspect", str(cut)],
+                 ["check", str(config), "-o", str(tmp_path / "checked")]):
         result = run_cli(*argv)  # every command checks the structure before LiteRT sees the file
         assert result.returncode == 2, (argv[0], result.stderr)
         assert "not a complete TFLite flatbuffer" in error_line(result)

@@ -11,6 +11,7 @@ in a child process, so a segfault in a framework cannot take the test run down."
 from __future__ import annotations
 
 import io
+import shutil
 import signal
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelport import api, registry
-from modelport.errors import ModelportError
+from modelport.errors import ModelportError, ModelProcessDied
 
 SECONDS_PER_EXAMPLE = 60
 
@@ -78,11 +79,21 @@ def _mutate_onnx(data: bytes, draw: st.DataObject) -> bytes:
     return model.SerializeToString()
 
 
+def _mutant_file(original: bytes, kind: str, data: st.DataObject) -> bytes:
+    if original.startswith(b"PK\x03\x04") and data.draw(st.booleans()):
+        return _mutate_zip(original, data)
+    if kind == "onnx" and data.draw(st.booleans()):
+        return _mutate_onnx(original, data)
+    return _mutate_bytes(original, data)
+
+
 def main(model: Path, examples: int) -> int:
-    original = model.read_bytes()
     kind = registry.detect(model).format
     work = Path(tempfile.mkdtemp(prefix="modelport-fuzz-"))
-    target = work / f"mutant{model.suffix}"
+    # A folder model (SavedModel, TF.js) is copied whole and one of its files mutated.
+    members = sorted(p.relative_to(model) for p in model.rglob("*") if p.is_file()) if model.is_dir() else []
+    original = b"" if model.is_dir() else model.read_bytes()
+    target = work / (model.name if model.is_dir() else f"mutant{model.suffix}")
 
     def on_alarm(signum: int, frame: object) -> None:
         raise TimeoutError(f"no answer within {SECONDS_PER_EXAMPLE} s")
@@ -93,18 +104,20 @@ def main(model: Path, examples: int) -> int:
               suppress_health_check=list(HealthCheck))
     @given(st.data())
     def one(data: st.DataObject) -> None:
-        if original.startswith(b"PK\x03\x04") and data.draw(st.booleans()):
-            mutant = _mutate_zip(original, data)
-        elif kind == "onnx" and data.draw(st.booleans()):
-            mutant = _mutate_onnx(original, data)
+        if members:
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(model, target)
+            member = data.draw(st.sampled_from(members))
+            (target / member).write_bytes(_mutate_bytes((model / member).read_bytes(), data))
         else:
-            mutant = _mutate_bytes(original, data)
-        target.write_bytes(mutant)
+            target.write_bytes(_mutant_file(original, kind, data))
         signal.alarm(SECONDS_PER_EXAMPLE)
         try:
             registry.detect(target)
             api.inspect(str(target), api.ModelOptions())
         except ModelportError as exc:
+            # A model worker that died is a crash, however cleanly the command reports it.
+            assert not isinstance(exc, ModelProcessDied), exc.one_line()
             assert exc.exit_code in (2, 3), f"exit {exc.exit_code}: {exc.one_line()}"
         finally:
             signal.alarm(0)
@@ -112,7 +125,7 @@ def main(model: Path, examples: int) -> int:
     try:
         one()
     except Exception:
-        kept = work / f"failing{model.suffix}"
+        kept = work / f"failing{'' if model.is_dir() else model.suffix}"
         target.replace(kept)
         traceback.print_exc()
         print(f"FAILING INPUT: {kept}", file=sys.stderr)

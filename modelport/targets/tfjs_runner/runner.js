@@ -23,7 +23,12 @@ function fileHandler(dir) {
       const buffers = [];
       for (const group of manifest.weightsManifest || []) {
         specs.push(...group.weights);
-        for (const shard of group.paths) buffers.push(fs.readFileSync(path.join(dir, shard)));
+        for (const shard of group.paths) {
+          // Checked in Python first (targets/tfjs.py); refused here too: never read outside the model.
+          const where = path.resolve(dir, shard);
+          if (!where.startsWith(path.resolve(dir) + path.sep)) throw new Error(`weight file ${shard} is outside the model folder`);
+          buffers.push(fs.readFileSync(where));
+        }
       }
       const joined = Buffer.concat(buffers);
       return {
