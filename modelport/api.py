@@ -24,7 +24,7 @@ from .worker import default_worker
 def _in_worker(function: str, *args: Any, options: ModelOptions, progress: Progress | None = None,
                **kwargs: Any) -> Any:
     return default_worker().call(function, *args, progress=progress, max_memory=options.max_memory,
-                                 verbose=options.verbose, **kwargs)
+                                 verbose=options.verbose, timeout=options.timeout, **kwargs)
 
 
 def convert(source: str, options: ConvertOptions, progress: Progress | None = None) -> ConvertResult:
@@ -49,20 +49,19 @@ def bench(model: str, options: BenchOptions) -> list[BenchResult]:
 
 
 def check(config_path: Path | None = None, output_dir: Path | None = None,
-          progress: Progress | None = None, max_memory: int | None = None) -> CheckResult:
+          progress: Progress | None = None, max_memory: int | None = None,
+          timeout: float | None = None) -> CheckResult:
     """Convert and validate every model of a modelport.toml / [tool.modelport] config, with budgets.
-    Each model runs in the worker: one that crashes or runs out of memory is that model's error."""
-
-    def convert_in_worker(source: str, options: ConvertOptions, progress: Progress | None) -> ConvertResult:
-        return convert(source, options if max_memory is None else _with_memory(options, max_memory), progress)
-
-    return _check(config_path, output_dir, progress, convert=convert_in_worker)
-
-
-def _with_memory(options: ConvertOptions, max_memory: int) -> ConvertOptions:
+    Each model runs in the worker: one that crashes, runs out of memory or past `timeout` seconds
+    is that model's error, and the next model gets a fresh worker."""
     from dataclasses import replace
 
-    return replace(options, max_memory=max_memory)
+    def convert_in_worker(source: str, options: ConvertOptions, progress: Progress | None) -> ConvertResult:
+        options = replace(options, max_memory=max_memory if max_memory is not None else options.max_memory,
+                          timeout=timeout if timeout is not None else options.timeout)
+        return convert(source, options, progress)
+
+    return _check(config_path, output_dir, progress, convert=convert_in_worker)
 
 
 def explain(source: str, options: ConvertOptions) -> dict[str, str]:

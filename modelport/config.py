@@ -19,7 +19,7 @@ OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "atol": (int, float), "rtol": (int, float), "min_cosine": (int, float), "top_k": int, "samples": int,
     "seed": int, "opset": int, "threads": int, "quantize": str, "keep_layout": bool, "simplify": bool,
     "signature": str, "trust_remote_code": bool, "framework": str, "input_ranges": list, "sample_inputs": str,
-    "latency_runs": int, "latency_warmup": int, "via": list, "calibration_data": str,
+    "latency_runs": int, "latency_warmup": int, "via": list, "calibration_data": str, "timeout": (int, float),
 }
 MODEL_KEYS = {"source", "name", "inputs", "targets", "tolerance", "budget", *OPTION_TYPES}
 TOLERANCE_KEYS: dict[str, type | tuple[type, ...]] = {"atol": (int, float), "rtol": (int, float),

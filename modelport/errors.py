@@ -67,6 +67,12 @@ class ModelProcessDied(ModelportError):
     exit_code = 3
 
 
+class TimedOut(ModelportError):
+    """The model's work went past --timeout; its process was stopped (exit 3)."""
+
+    exit_code = 3
+
+
 class UnexpectedError(Exception):
     """An exception the model worker did not foresee (a bug), carried by its type's name and text:
     the original class may live in a framework the calling process must not import."""

@@ -24,6 +24,7 @@ class ModelOptions:
     verbose: bool = False
     threads: int = 1
     max_memory: int | None = None   # bytes a model's runs may use; None: a fraction of the machine's RAM
+    timeout: float | None = None    # seconds the whole call may take (the worker is stopped past it); None: no limit
 
     def load_options(self, describe_only: bool = False) -> LoadOptions:
         return LoadOptions(inputs=self.inputs, trust_remote_code=self.trust_remote_code,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import io
 import os
 import shutil
 import signal
@@ -24,12 +25,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 from ._channel import recv, send
-from .errors import ModelportError, ModelProcessDied, UnexpectedError
+from .errors import ModelportError, ModelProcessDied, TimedOut, UnexpectedError
 from .safety import default_memory_budget, is_allocation_failure, over_budget
 
 Progress = Callable[[str, str], None]
@@ -50,9 +52,10 @@ class Worker:
 
     # -- the caller's side -------------------------------------------------------------------------
     def call(self, function: str, *args: Any, progress: Progress | None = None, max_memory: int | None = None,
-             verbose: bool = False, **kwargs: Any) -> Any:
+             verbose: bool = False, timeout: float | None = None, **kwargs: Any) -> Any:
         """Run `function` ("module:name") in the worker with `args` under the memory budget; its
-        progress events come back to `progress`; its errors are raised here."""
+        progress events come back to `progress`; its errors are raised here. Past `timeout`
+        seconds the worker is stopped and the call is TimedOut."""
         with self._lock:
             blocked = _blocked_modules()
             if self._proc is None or self._proc.poll() is not None or blocked != self._blocked:
@@ -64,7 +67,13 @@ class Worker:
             limit = max_memory if max_memory is not None else default_memory_budget()
             try:
                 send(proc.stdin, ("call", function, args, kwargs, limit, progress is not None, dict(os.environ)))
+                deadline = time.monotonic() + timeout if timeout else None
                 while True:
+                    if deadline is not None and not _readable(proc.stdout, deadline - time.monotonic()):
+                        self._kill()
+                        raise TimedOut(f"The model did not finish within {timeout:g} s (--timeout); its process was "
+                                       "stopped.", "Raise --timeout for a large model; a tiny model that takes this "
+                                       "long may be built to keep a converter busy.")
                     message = recv(proc.stdout)
                     if message[0] == "progress" and progress is not None:
                         progress(message[1], message[2])
@@ -74,6 +83,8 @@ class Worker:
                 raise self._died(limit) from None
             except KeyboardInterrupt:
                 self._interrupt()
+                raise
+            except TimedOut:
                 raise
             except BaseException:
                 # Anything else while the worker works (a progress callback's error, an alarm):
@@ -110,9 +121,10 @@ class Worker:
         self._log.clear()
         env = {**os.environ, "TMPDIR": str(self._scratch)}
         # Its own session: a Ctrl-C reaches this process only, which interrupts the worker once.
-        self._proc = subprocess.Popen([sys.executable, "-c", "from modelport.worker import serve; serve()"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                      start_new_session=True)
+        # Unbuffered pipes (bufsize=0): select() on them sees every byte not yet read.
+        self._proc = subprocess.Popen([sys.executable, "-c", "from modelport.worker import serve; serve()"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                      start_new_session=True, bufsize=0)
         assert self._proc.stdin is not None
         send(self._proc.stdin, blocked)
         self._reader = threading.Thread(target=self._read_log, args=(self._proc,), daemon=True)
@@ -120,7 +132,7 @@ class Worker:
 
     def _read_log(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
-        for raw in proc.stderr:
+        for raw in io.BufferedReader(proc.stderr):  # type: ignore[type-var]  # (a raw FileIO: bufsize=0)
             line = raw.decode("utf-8", "replace")
             self._log.append(line)
             if self.echo:
@@ -168,6 +180,13 @@ class Worker:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.close()
+
+
+def _readable(stream: Any, seconds: float) -> bool:
+    import select
+
+    ready, _, _ = select.select([stream], [], [], max(seconds, 0.0))
+    return bool(ready)
 
 
 def _blocked_modules() -> tuple[str, ...]:

@@ -139,8 +139,8 @@ def positive(name: str, value: int) -> int:
     return value
 
 
-def memory_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--max-memory, on every command that loads a model."""
+def limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--max-memory and --timeout, on every command that loads a model."""
 
     def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
         from ..spec import parse_size
@@ -150,6 +150,9 @@ def memory_option(command: Callable[..., Any]) -> Callable[..., Any]:
         except BadInput as exc:
             raise click.BadParameter(exc.message, ctx=ctx, param=param) from None
 
+    command = click.option("--timeout", "timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                           metavar="SECONDS", help="Stop the model's work past this many seconds (exit 3) "
+                           "[default: no limit].")(command)
     return click.option("--max-memory", "max_memory", default=None, metavar="SIZE", callback=parse,
                         help="Memory a model's runs may use, e.g. 8G; more is exit 2 [default: 80% of RAM].")(command)
 

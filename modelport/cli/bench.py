@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import memory_option, handle_errors, parse_many, positive
+from ._common import limit_options, handle_errors, parse_many, positive
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -19,11 +19,11 @@ from ._common import memory_option, handle_errors, parse_many, positive
 @click.option("--against", default=None, metavar="REF", help="Also time REF, in the same process, and print the ratio.")
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write a JSON report.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow loading files that run Python code when loaded.")
-@memory_option
+@limit_options
 @click.option("-v", "--verbose", is_flag=True, help="Show backend logs and tracebacks.")
 @handle_errors
 def bench(model: str, runs: int, warmup: int, threads: int, inputs: tuple[str, ...], against: str | None,
-          report: Path | None, trust_remote_code: bool, max_memory: int | None, verbose: bool) -> None:
+          report: Path | None, trust_remote_code: bool, max_memory: int | None, timeout: float | None, verbose: bool) -> None:
     """Time MODEL on its own runtime: p50/p90/p99/mean/min latency and peak memory."""
     from rich.console import Console
     from rich.table import Table
@@ -36,7 +36,7 @@ def bench(model: str, runs: int, warmup: int, threads: int, inputs: tuple[str, .
         raise click.BadParameter("must be 0 or more", param_hint="--warmup")
     options = api.BenchOptions(inputs=parse_many(parse_input, inputs), runs=positive("--runs", runs), warmup=warmup,
                                threads=positive("--threads", threads), against=against,
-                               trust_remote_code=trust_remote_code, verbose=verbose, max_memory=max_memory)
+                               trust_remote_code=trust_remote_code, verbose=verbose, max_memory=max_memory, timeout=timeout)
     results = api.bench(model, options)
     console = Console()
     if not console.is_terminal:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import memory_option, report_options, Progress, handle_errors, write_reports
+from ._common import limit_options, report_options, Progress, handle_errors, write_reports
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -14,11 +14,11 @@ from ._common import memory_option, report_options, Progress, handle_errors, wri
 @click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where converted models go [default: ./modelport-out/<model>/].")
 @report_options
-@memory_option
+@limit_options
 @click.option("-v", "--verbose", is_flag=True, help="Show converter logs and tracebacks.")
 @handle_errors
 def check(config: Path | None, output: Path | None, report: Path | None, junit: Path | None, markdown: Path | None,
-          html: Path | None, max_memory: int | None, verbose: bool) -> None:
+          html: Path | None, max_memory: int | None, timeout: float | None, verbose: bool) -> None:
     """Convert and validate every model in CONFIG (modelport.toml, or [tool.modelport] in
     pyproject.toml; found in the current directory when not given), enforce tolerances and
     latency/size budgets, print one table and exit with one code."""
@@ -27,7 +27,7 @@ def check(config: Path | None, output: Path | None, report: Path | None, junit: 
     from .render import check_table
 
     with Progress() as progress:
-        result = api.check(config, output, progress, max_memory=max_memory)
+        result = api.check(config, output, progress, max_memory=max_memory, timeout=timeout)
     check_table(result)
     results = [r for _, r in result.models]
     document = {"schema": "modelport.check/1", "report_schema": SCHEMA, "modelport_version": _version(),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import (Progress, fail_on, handle_errors, memory_option, parse_many, positive, registry_choices,
+from ._common import (Progress, fail_on, handle_errors, limit_options, parse_many, positive, registry_choices,
                       report_options, write_reports)
 
 
@@ -47,7 +47,7 @@ from ._common import (Progress, fail_on, handle_errors, memory_option, parse_man
               help="Allow loading files that run Python code when loaded (pickled whole modules).")
 @click.option("--threads", type=int, default=1, show_default=True, help="Runtime threads for latency runs.")
 @report_options
-@memory_option
+@limit_options
 @click.option("-v", "--verbose", is_flag=True, help="Show converter logs and tracebacks.")
 @handle_errors
 def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], input_ranges: tuple[str, ...],
@@ -55,7 +55,7 @@ def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], 
             keep_layout: bool, simplify: bool, quantize: str, calibration_data: Path | None, validate: bool, sample_inputs: Path | None, samples: int,
             atol: float | None, rtol: float | None, seed: int, trust_remote_code: bool, threads: int,
             report: Path | None, junit: Path | None, markdown: Path | None, html: Path | None,
-            max_memory: int | None, verbose: bool) -> None:
+            max_memory: int | None, timeout: float | None, verbose: bool) -> None:
     """Convert SOURCE to each target and validate each result on its own runtime.
 
     \b
@@ -78,7 +78,7 @@ def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], 
         simplify=simplify, quantize=quantize, calibration_data=calibration_data, validate=validate,
         sample_inputs=sample_inputs, samples=positive("--samples", samples), atol=atol,
         rtol=rtol, seed=seed, trust_remote_code=trust_remote_code, verbose=verbose,
-        threads=positive("--threads", threads), max_memory=max_memory)
+        threads=positive("--threads", threads), max_memory=max_memory, timeout=timeout)
     if explain:
         for target, path in api.explain(source, options).items():
             click.echo(f"{target:12s} {path}")

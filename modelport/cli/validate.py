@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import memory_option, Progress, fail_on, handle_errors, parse_many, positive, report_options, write_reports
+from ._common import limit_options, Progress, fail_on, handle_errors, parse_many, positive, report_options, write_reports
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -32,14 +32,14 @@ from ._common import memory_option, Progress, fail_on, handle_errors, parse_many
 @click.option("--signature", default=None, help="SavedModel signature of the reference.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow loading files that run Python code when loaded.")
 @report_options
-@memory_option
+@limit_options
 @click.option("-v", "--verbose", is_flag=True, help="Show backend logs and tracebacks.")
 @handle_errors
 def validate(reference: str, candidate: str, inputs: tuple[str, ...], input_ranges: tuple[str, ...],
              sample_inputs: Path | None, samples: int, seed: int, maps: tuple[str, ...], atol: float | None,
              rtol: float | None, min_cosine: float | None, top_k: int | None, latency: bool, threads: int,
              signature: str | None, trust_remote_code: bool, report: Path | None, junit: Path | None,
-             markdown: Path | None, html: Path | None, max_memory: int | None, verbose: bool) -> None:
+             markdown: Path | None, html: Path | None, max_memory: int | None, timeout: float | None, verbose: bool) -> None:
     """Compare CANDIDATE with REFERENCE on the same inputs, each on its own runtime.
 
     \b
@@ -57,7 +57,7 @@ def validate(reference: str, candidate: str, inputs: tuple[str, ...], input_rang
         maps=maps, sample_inputs=sample_inputs, samples=positive("--samples", samples), seed=seed, atol=atol,
         rtol=rtol, min_cosine=min_cosine, top_k=positive("--top-k", top_k) if top_k is not None else None,
         latency=latency, threads=positive("--threads", threads), signature=signature,
-        trust_remote_code=trust_remote_code, verbose=verbose, max_memory=max_memory)
+        trust_remote_code=trust_remote_code, verbose=verbose, max_memory=max_memory, timeout=timeout)
     with Progress() as progress:
         result = api.validate(reference, candidate, options, progress)
     convert_table(result, title=f"modelport validate: {reference} vs {candidate}")

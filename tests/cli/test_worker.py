@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from tests.conftest import error_line, run_cli
@@ -77,3 +78,39 @@ def test_the_command_process_never_imports_a_framework(tmp_path, models):
                      python_prelude=probe)
     assert result.returncode == 0, result.stderr
     assert "HEAVY=\n" in result.stderr or result.stderr.rstrip().endswith("HEAVY="), result.stderr
+
+
+SLEEPER = '''
+import time
+import torch
+
+class Net(torch.nn.Module):
+    def forward(self, x):
+        time.sleep(3600)  # what a converter stuck folding a huge constant looks like from outside
+        return x * 2
+
+def build():
+    return Net(), (torch.ones(1, 4),)
+'''
+
+
+def test_timeout_stops_the_model_and_check_goes_on(tmp_path, models):
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    started = time.monotonic()
+    alone = run_cli("convert", f"{tmp_path / 'sleeper.py'}:build", "--to", "onnx", "-o", str(tmp_path / "o"),
+                    "--timeout", "8")
+    assert alone.returncode == 3, alone.stderr[-2000:]
+    assert "did not finish within 8 s (--timeout)" in error_line(alone)
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "o").exists()
+
+    config = tmp_path / "modelport.toml"
+    config.write_text(f'[[models]]\nname = "sleeper"\nsource = "{tmp_path / "sleeper.py"}:build"\ntargets = ["onnx"]\n'
+                      f'timeout = 8\n\n'
+                      f'[[models]]\nname = "fine"\nsource = "{models["mlp_onnx"]}"\ntargets = ["onnx"]\n')
+    report = tmp_path / "report.json"
+    result = run_cli("check", str(config), "-o", str(tmp_path / "out"), "--report", str(report))
+    assert result.returncode == 3, result.stderr[-2000:]
+    sleeper, fine = json.loads(report.read_text())["models"]
+    assert "did not finish within 8 s" in sleeper["targets"][0]["error"]
+    assert fine["targets"][0]["status"] == "passed"
