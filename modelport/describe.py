@@ -32,9 +32,15 @@ def describe_tfjs(source: str) -> dict[str, Any]:
     path = Path(source)
     manifest = path / "model.json" if path.is_dir() else path
     try:
-        document = json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInput(f"'{manifest}' is not a readable TF.js model.json: {exc}.", "Convert the model again.") from None
+        return _describe_tfjs(source, path, json.loads(manifest.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise BadInput(f"Cannot read '{manifest}': {exc.strerror}.", "Check the path and its permissions.") from None
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:  # bad UTF-8 or JSON, or the wrong shape
+        raise BadInput(f"'{manifest}' is not a TF.js model.json: {type(exc).__name__}: {str(exc)[:100]}.",
+                       "Convert the model again.") from None
+
+
+def _describe_tfjs(source: str, path: Path, document: dict[str, Any]) -> dict[str, Any]:
     topology = document.get("modelTopology") or {}
     counts: dict[str, int] = {}
     for node in topology.get("node", []):
