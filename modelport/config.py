@@ -20,6 +20,7 @@ OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "seed": int, "opset": int, "threads": int, "quantize": str, "keep_layout": bool, "simplify": bool,
     "signature": str, "trust_remote_code": bool, "framework": str, "input_ranges": list, "sample_inputs": str,
     "latency_runs": int, "latency_warmup": int, "via": list, "calibration_data": str, "timeout": (int, float),
+    "preprocess": str,
 }
 MODEL_KEYS = {"source", "name", "inputs", "targets", "tolerance", "budget", *OPTION_TYPES}
 TOLERANCE_KEYS: dict[str, type | tuple[type, ...]] = {"atol": (int, float), "rtol": (int, float),
@@ -161,7 +162,7 @@ def load_config(path: Path) -> CheckConfig:
                                      f"convert to ({', '.join(targets)}).", stray[0])
         options = {**defaults, **check.options(entry, where)}
         for key in ("sample_inputs", "calibration_data"):  # relative to the config file
-            if options.get(key):
+            if options.get(key) and options[key] != "random":
                 options[key] = str(path.parent / options[key])
         if options.get("quantize", "none") not in ("none", "fp16", "dynamic", "int8"):
             raise check.fail(f"'quantize' in {where} must be none, fp16, dynamic or int8.", "quantize")

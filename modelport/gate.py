@@ -48,7 +48,7 @@ def convert_options(entry: ModelCheck, output_dir: Path | None) -> ConvertOption
     return ConvertOptions(
         targets=tuple(entry.targets), output_dir=out, inputs=tuple(parse_input(i) for i in entry.inputs),
         input_ranges=ranges, sample_inputs=Path(sample_inputs) if sample_inputs else None, via=via,
-        calibration_data=Path(calibration) if calibration else None,
+        calibration_data=(calibration if calibration == "random" else Path(calibration)) if calibration else None,
         output_tolerances=entry.tolerance or None, **opts)
 
 

@@ -59,8 +59,9 @@ class ConvertOptions(ValidationOptions):
     keep_layout: bool = False
     simplify: bool = False
     quantize: str = "none"                    # none | fp16 | dynamic | int8
-    calibration_data: Path | None = None      # int8: representative inputs (.npz or test_data_set dirs)
-    calibration_samples: int = 32             # seeded samples when no calibration data is given
+    calibration_data: Path | str | None = None  # int8: representative inputs (see calibration.py), or "random"
+    preprocess: str | None = None             # how calibration images become inputs (calibration.Preprocess)
+    calibration_samples: int = 32             # seeded samples when calibration_data is "random"
     validate: bool = True
 
 

@@ -19,7 +19,8 @@ from .loading import load_source, source_node
 from .options import ConvertOptions, Progress
 from .placement import default_output_dir, place, write_atomic
 from .registry import ENTRY_KIND, Registry, default
-from .results import ConvertResult, TargetResult, Verdict
+from .calibration import RANDOM, CalibrationSet
+from .results import ConvertResult, Status, TargetResult, Verdict
 from .safety import check_output_dir, is_allocation_failure, over_budget
 from .sources.base import SourceModel
 from .sources.entry import resolve
@@ -39,6 +40,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
     for name in options.targets:
         if name not in known and name != "all":
             raise BadInput(f"Unknown target '{name}'.", f"Targets: {', '.join(known)}, or all.")
+    _check_precision(options, registry)
     output = options.output_dir or default_output_dir(source)
     # (an entry point's .py file is code, not a model file an output could overwrite)
     check_output_dir(output, None if registry.detect(source).format == ENTRY_KIND else Path(source))
@@ -69,12 +71,16 @@ def _convert_loaded(source: str, model: SourceModel, options: ConvertOptions, pr
             from .converters.onnx_opset import convert_opset
 
             origin = convert_opset(origin, options.opset, scratch)
-        if options.quantize == "int8":
-            ctx.calibration = _calibration(model, options)
+        calibration = _calibration(model, options) if options.quantize == "int8" else None
+        if calibration is not None:
+            ctx.calibration = calibration.samples
+            result.calibration = calibration.to_json()
         produced: dict[tuple[str, ...], Artifact | ModelportError] = {(): origin}
         for name in targets:
-            missing = _missing_backend(name, src_node, options, registry) if everything else None
-            if missing is not None:  # `--to all` means what is installed here: the rest is a skipped row
+            missing: ModelportError | None = _missing_backend(name, src_node, options, registry) if everything else None
+            if missing is None and everything and options.quantize not in _precisions(name, registry):
+                missing = BadInput(f"modelport has no --quantize {options.quantize} path to {name}.")
+            if missing is not None:  # `--to all` means what is installed (and quantizable) here: the rest is skipped
                 item = TargetResult(target=name, verdict=Verdict.skipped(missing.one_line()))
                 result.targets.append(item)
                 continue
@@ -82,8 +88,46 @@ def _convert_loaded(source: str, model: SourceModel, options: ConvertOptions, pr
                                                registry))
         result.converter_runs = dict(ctx.runs)
         if options.validate:
-            validate_targets(model, result.targets, options, progress, registry=registry)
+            # int8 is judged on the held-out part of the user's data, not on noise (unless --inputs).
+            held_out = calibration.held_out[:_MAX_HELD_OUT] if calibration and options.sample_inputs is None else None
+            validate_targets(model, result.targets, options, progress, registry=registry, feeds=held_out or None)
+            if calibration is not None and calibration.origin == RANDOM:
+                _mark_unverified(result.targets)
     return result
+
+
+_MAX_HELD_OUT = 64
+
+
+def _precisions(target: str, registry: Registry) -> tuple[str, ...]:
+    spec = registry.spec(target).target
+    return spec.precisions if spec is not None else ("none",)
+
+
+def _check_precision(options: ConvertOptions, registry: Registry) -> None:
+    """Refuse before any work a precision a target cannot have, or int8 without calibration data."""
+    if options.quantize == "none":
+        return
+    if options.quantize == "int8" and options.calibration_data is None:
+        raise BadInput("--quantize int8 needs --calibration-data PATH: representative inputs (an .npz, a folder of "
+                       ".npy files or images, a test_data_set_N folder); a fifth is held out to judge the result.",
+                       "Pass real samples; or --calibration-data random to calibrate on seeded noise (the result "
+                       "is then reported 'unverified', never 'passed').")
+    if "all" in options.targets:
+        return
+    unable = [t for t in options.targets if options.quantize not in _precisions(t, registry)]
+    if unable:
+        able = [t for t in registry.targets() if options.quantize in _precisions(t, registry)]
+        raise BadInput(f"modelport has no --quantize {options.quantize} path to {', '.join(unable)}.",
+                       f"Targets with one: {', '.join(able)}; convert the others in a run without --quantize.")
+
+
+def _mark_unverified(items: list[TargetResult]) -> None:
+    """Random calibration: a quantized target whose numbers matched is 'unverified', never 'passed'."""
+    for item in items:
+        if item.verdict.status is Status.PASSED and item.artifact is not None and item.artifact.quantization == "int8":
+            item.verdict = Verdict.unverified("int8 calibrated and compared on seeded random inputs, not on real "
+                                              "data: accuracy on real inputs is unknown. Pass --calibration-data.")
 
 
 def _missing_backend(target: str, src_node: str, options: ConvertOptions,
@@ -141,16 +185,16 @@ def _check_before_converting(model: SourceModel, options: ConvertOptions) -> Non
                        f"Its outputs: {', '.join(known)}.")
 
 
-def _calibration(model: SourceModel, options: ConvertOptions) -> list[dict[str, Any]]:
-    """int8 calibration samples: the user's data, else seeded inputs (then the report says so:
-    seeded noise calibrates ranges poorly, so accuracy on real data may be worse)."""
-    from .validators.data import load_samples, make_feeds
+def _calibration(model: SourceModel, options: ConvertOptions) -> CalibrationSet:
+    """int8 calibration samples: the user's data (a part held out to judge the result), or seeded
+    noise when asked for by name."""
+    from .calibration import Preprocess, load_calibration
 
-    if options.calibration_data is not None:
-        return load_samples(options.calibration_data, list(model.inputs))
+    assert options.calibration_data is not None  # _check_precision refused int8 without it
     ranges = {r.name: r for r in options.input_ranges}
-    return [make_feeds(list(model.inputs), seed=options.seed + 1000, sample=i, ranges=ranges)
-            for i in range(options.calibration_samples)]
+    preprocess = Preprocess.parse(options.preprocess) if options.preprocess else None
+    return load_calibration(options.calibration_data, list(model.inputs), preprocess, seed=options.seed,
+                            random_count=options.calibration_samples, ranges=ranges)
 
 
 def _run_path(edges: list[Edge], src_node: str, options: ConvertOptions, ctx: EdgeContext,

@@ -24,6 +24,7 @@ class Status(str, enum.Enum):
     ERROR = "error"            # could not be converted, loaded or run
     SKIPPED = "skipped"        # not attempted: its backend is not installed here (`--to all`)
     CONVERTED = "converted"    # converted, not validated (--no-validate)
+    UNVERIFIED = "unverified"  # numbers matched, but only on inputs that prove nothing (random int8 calibration)
 
     def __str__(self) -> str:
         return self.value
@@ -59,6 +60,10 @@ class Verdict:
     @staticmethod
     def converted() -> Verdict:
         return Verdict(Status.CONVERTED)
+
+    @staticmethod
+    def unverified(message: str) -> Verdict:
+        return Verdict(Status.UNVERIFIED, message)
 
     @staticmethod
     def failed(message: str) -> Verdict:
@@ -135,6 +140,7 @@ class ConvertResult:
     source: dict[str, Any]
     targets: list[TargetResult] = field(default_factory=list)
     converter_runs: dict[str, int] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None  # int8: where the calibration data came from, how it was split
 
     @property
     def passed(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import BackendMissing, ModelportError
 from .options import Progress, ValidationOptions
@@ -47,16 +47,17 @@ class RunnerContext(Protocol):
 def validate_targets(model: Runner, items: list[TargetResult], options: ValidationOptions,
                      progress: Progress | None = None,
                      open_candidate: Callable[[TargetResult], RunnerContext] | None = None,
-                     registry: Registry | None = None) -> None:
+                     registry: Registry | None = None, feeds: list[dict[str, Any]] | None = None) -> None:
     """Run the reference once per sample, then each converted item's artifact on its runtime, and
-    compare. `open_candidate` gives the runner of an item's artifact; by default its target's."""
+    compare. `open_candidate` gives the runner of an item's artifact; by default its target's.
+    `feeds`: the samples to compare on (held-out calibration samples); default: `sample_feeds`."""
     registry = registry or default()
     todo = [t for t in items if t.verdict.status is Status.CONVERTED and t.artifact is not None]
     if not todo:
         return
     if progress:
         progress("start", "Running the reference model")
-    feeds = sample_feeds(model, options)
+    feeds = feeds or sample_feeds(model, options)
     references = [model.run(f) for f in feeds]
     reference_latency = (measure(model, feeds[0], options.latency_runs, options.latency_warmup, options.threads)
                          if options.latency else None)

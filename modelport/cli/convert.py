@@ -32,9 +32,15 @@ from ._common import (Progress, fail_on, handle_errors, limit_options, parse_man
               help="Keep NCHW inputs on TF targets (onnx2tf transposes to NHWC by default).")
 @click.option("--simplify", is_flag=True, help="Simplify the ONNX target with onnxsim (checked for equivalence).")
 @click.option("--quantize", type=click.Choice(["none", "fp16", "dynamic", "int8"]), default="none",
-              show_default=True, help="TFLite precision: float16 weights, dynamic-range int8 weights, or full int8.")
-@click.option("--calibration-data", type=click.Path(path_type=Path, exists=True), default=None,
-              help="int8: representative inputs (.npz or test_data_set_N/ folders) [default: seeded samples].")
+              show_default=True, help="Precision of tflite, onnx and ort targets: float16 weights, dynamic-range int8 "
+                   "weights, or full int8 (needs --calibration-data).")
+@click.option("--calibration-data", default=None, metavar="PATH|random",
+              help="int8 (required): representative inputs: an .npz, a folder of .npy files or of images "
+                   "(with --preprocess), a test_data_set_N folder; a fifth is held out to judge the result. "
+                   "'random' calibrates on seeded noise (then the result is never 'passed').")
+@click.option("--preprocess", default=None, metavar="SPEC",
+              help="How calibration images become inputs: resize=HxW,scale=1/255,mean=R/G/B,std=R/G/B,"
+                   "layout=nchw|nhwc.")
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Run source and result on the same inputs and compare.")
 @click.option("--inputs", "sample_inputs", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
@@ -52,7 +58,8 @@ from ._common import (Progress, fail_on, handle_errors, limit_options, parse_man
 @handle_errors
 def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], input_ranges: tuple[str, ...],
             framework: str | None, signature: str | None, opset: int | None, via: str | None, explain: bool,
-            keep_layout: bool, simplify: bool, quantize: str, calibration_data: Path | None, validate: bool, sample_inputs: Path | None, samples: int,
+            keep_layout: bool, simplify: bool, quantize: str, calibration_data: str | None,
+            preprocess: str | None, validate: bool, sample_inputs: Path | None, samples: int,
             atol: float | None, rtol: float | None, seed: int, trust_remote_code: bool, threads: int,
             report: Path | None, junit: Path | None, markdown: Path | None, html: Path | None,
             max_memory: int | None, timeout: float | None, verbose: bool) -> None:
@@ -75,7 +82,8 @@ def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], 
         targets=tuple(parse_targets(to)), output_dir=output, inputs=parse_many(parse_input, inputs),
         input_ranges=parse_many(parse_input_range, input_ranges), framework=framework, signature=signature, opset=opset,
         via=tuple(v.strip() for v in via.split(",") if v.strip()) if via else (), keep_layout=keep_layout,
-        simplify=simplify, quantize=quantize, calibration_data=calibration_data, validate=validate,
+        simplify=simplify, quantize=quantize, calibration_data=calibration_data, preprocess=preprocess,
+        validate=validate,
         sample_inputs=sample_inputs, samples=positive("--samples", samples), atol=atol,
         rtol=rtol, seed=seed, trust_remote_code=trust_remote_code, verbose=verbose,
         threads=positive("--threads", threads), max_memory=max_memory, timeout=timeout)

@@ -12,7 +12,8 @@ from ._common import escape
 if TYPE_CHECKING:
     from ..results import CheckResult, ConvertResult
 
-_STYLE = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow", "converted": "cyan"}
+_STYLE = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow", "converted": "cyan",
+          "unverified": "yellow"}
 
 
 def convert_table(result: ConvertResult, title: str | None = None) -> None:

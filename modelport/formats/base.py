@@ -113,6 +113,7 @@ class TargetSpec:
     file_name: str                  # what the artifact is called in the output folder
     tolerances: dict[str, Tolerance] = field(default_factory=dict)  # per precision; "none" = float
     isolate: bool = False           # run in a clean child process (see targets/isolated.py)
+    precisions: tuple[str, ...] = ("none",)  # --quantize choices modelport can make for this target
     companions: bool = False        # files written beside the artifact belong to it (sidecar configs)
 
     def tolerance(self, precision: str) -> Tolerance:

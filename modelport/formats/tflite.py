@@ -20,6 +20,7 @@ FORMAT = FormatSpec(
     source=SourceSpec(loader="modelport.sources.tflite:load", framework="tflite"),
     describe="modelport.sources.tflite:describe",
     target=TargetSpec(runner="modelport.targets.tflite:LiteRTRunner", file_name="model.tflite",
-                      tolerances=QUANTIZED_TOLERANCES, isolate=True),
+                      tolerances=QUANTIZED_TOLERANCES, isolate=True,
+                      precisions=("none", "fp16", "dynamic", "int8")),
     packages=("ai-edge-litert", "tflite-runtime"),
 )

@@ -79,7 +79,7 @@ def target_json(item: TargetResult) -> dict[str, Any]:
 def report_json(result: ConvertResult, threads: int) -> dict[str, Any]:
     return {"schema": SCHEMA, "modelport_version": _version(), "passed": result.passed,
             "exit_code": result.exit_code, "source": result.source, "environment": environment(threads),
-            "converter_runs": result.converter_runs,
+            "converter_runs": result.converter_runs, "calibration": result.calibration,
             "targets": [target_json(t) for t in result.targets]}
 
 

@@ -43,16 +43,38 @@ def test_torch_int8_with_calibration_data(models, tmp_path):
                      "--calibration-data", str(tmp_path / "calib.npz"), "-o", str(tmp_path / "out"),
                      "--report", str(report))
     assert result.returncode == 0, result.stderr
-    target = json.loads(report.read_text())["targets"][0]
+    document = json.loads(report.read_text())
+    target = document["targets"][0]
     assert target["conversion"]["quantization"] == "int8" and target["status"] == "passed"
+    # Judged on the samples the calibration did not see: a fifth of the 16.
+    assert document["calibration"] == {"origin": "data", "calibration_samples": 13, "held_out_samples": 3,
+                                       "description": "16 samples from calib.npz (13 calibrate, 3 held out)"}
+    assert target["numeric"]["samples"] == 3
     assert _input_dtype_in_clean_process(tmp_path / "out" / "model.tflite") == "int8"  # full int8 I/O
 
 
-def test_keras_int8_through_tfliteconverter(tmp_path):
+def test_int8_without_calibration_data_is_exit_2_before_converting(models, tmp_path):
+    result = run_cli("convert", str(models["classifier_pt2"]), "--to", "tflite", "--quantize", "int8",
+                     "-o", str(tmp_path / "out"))
+    assert result.returncode == 2
+    line = error_line(result)
+    assert "--quantize int8 needs --calibration-data PATH" in line and "--calibration-data random" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_precision_a_target_cannot_have_is_exit_2(models, tmp_path):
+    result = run_cli("convert", str(models["classifier_pt2"]), "--to", "torchscript", "--quantize", "fp16")
+    assert result.returncode == 2
+    assert "no --quantize fp16 path to torchscript" in error_line(result)
+
+
+def test_keras_int8_through_tfliteconverter_on_random_data_is_unverified(tmp_path):
     result = api.convert(f"{MODELS / 'tiny_keras.py'}:build", api.ConvertOptions(
-        targets=("tflite",), quantize="int8", output_dir=tmp_path))
+        targets=("tflite",), quantize="int8", calibration_data="random", output_dir=tmp_path))
     item = result.targets[0]
-    assert item.status == "passed", item.error
+    assert item.status == "unverified", item.error  # numbers matched, on noise: never a plain "passed"
+    assert "seeded random inputs" in item.error and result.exit_code == 0
+    assert result.calibration["origin"] == "random"
     assert item.artifact.path_taken == ("keras", "savedmodel", "tflite")
     assert _input_dtype_in_clean_process(item.path) == "int8"
 
