@@ -70,8 +70,9 @@ def describe_source(source: str, options: LoadOptions, framework: str | None = N
     if detected.format != ENTRY_KIND:
         spec = registry.spec(detected.spec)
         if spec.describe and not framework:
-            described: dict[str, Any] = load_object(spec.describe)(source)
-            return described
+            described: dict[str, Any] | None = load_object(spec.describe)(source)
+            if described is not None:  # (None: the format's reader cannot say; load it instead)
+                return described
         if (spec.source is None or spec.source.loader is None) and spec.target is not None and not framework:
             from .describe import describe_runner
             from .runners import open_runner

@@ -13,8 +13,8 @@ options on any x86-64 CPU*, which the defaults of onnxruntime.quantization do no
   keeps the U8S8 form that onnxruntime runs fastest on CPUs (VNNI or not). (onnxruntime's docs give
   reduce_range or U8U8 as the remedies.) Measured on an AVX2-only EPYC: without reduce_range an
   MLP's fused output drifts to cosine 0.9955 against the same QDQ model run unfused, 0.918 with
-  symmetric activations; with it the two agree bit for bit on every model tried (MLPs, CNNs,
-  a MobileNetV2-like net), at cosine >= 0.999 to fp32.
+  symmetric activations; with it the two agree exactly (per-channel) or within one output step
+  (per-tensor) on every model tried (MLPs, CNNs, a MobileNetV2-like net), at cosine >= 0.999 to fp32.
   U8U8 is as exact but ran a 64-channel CNN barely faster than fp32 on that CPU (U8S8+7-bit: ~1.8x).
   Activations stay asymmetric: symmetric uint8 puts every ReLU output in 128..255, half the
   resolution and (without reduce_range) the worst saturation measured.

@@ -211,21 +211,15 @@ def load(path: Path, fmt: str, options: LoadOptions) -> TfliteModel:
     return model
 
 
-def describe(source: str) -> dict[str, Any]:
+def describe(source: str) -> dict[str, Any] | None:
     """What `inspect` shows, from the flatbuffer alone: no interpreter is made and no tensor is
     allocated (a 1 KB hostile file can ask LiteRT for gigabytes when its tensors are allocated)."""
     from ..artifact import sha256_of, size_of
 
     path = Path(source)
     facts = read_flatbuffer(path)
-    if not facts.readable:  # no schema installed to read it: the interpreter's view, in its child
-        model = load(path, "tflite", LoadOptions(describe_only=True))
-        try:
-            from ..describe import describe_loaded
-
-            return describe_loaded(model, source)
-        finally:
-            model.close()
+    if not facts.readable:  # no schema installed to read it: the loaded model's view (in its child)
+        return None
 
     def specs(tensors: tuple[IOTensor, ...]) -> list[dict[str, Any]]:
         # Quantized I/O is described in float, as `load` does: LiteRTRunner (de)quantizes it.
