@@ -14,7 +14,7 @@ from .converters import graph
 from .converters.base import EdgeContext
 from .describe import describe_loaded
 from .errors import BadInput, BackendMissing, ConversionFailed, ModelportError
-from .formats.base import Edge
+from .formats.base import Edge, load_object
 from .loading import load_source, source_node
 from .options import ConvertOptions, Progress
 from .placement import default_output_dir, place, write_atomic
@@ -267,6 +267,12 @@ def _convert_one(name: str, model: SourceModel, src_node: str, out_dir: Path, op
 
             assert ctx.scratch is not None
             artifact = simplify(artifact, ctx.scratch, options.verbose)
+        if options.quantize != "none" and spec.target.quantizer:
+            assert ctx.scratch is not None
+            workdir = ctx.scratch / f"quantize-{name}"
+            workdir.mkdir(exist_ok=True)
+            with captured_output(options.verbose):
+                artifact = load_object(spec.target.quantizer)(artifact, workdir, ctx)
         final = out_dir / spec.target.file_name
         for companion, relative in artifact.companion_names():  # first: the model is complete once it lands
             place(companion, out_dir / relative)

@@ -121,6 +121,8 @@ class TargetResult:
     plan: tuple[str, ...] = ()
     budgets: list[dict[str, Any]] = field(default_factory=list)  # `check`: each budget, limit, value, verdict
     notes: list[str] = field(default_factory=list)               # facts a reader should know (CPU features...)
+    float_size_bytes: int | None = None      # quantized targets: the same model in float32, for the drift report
+    float_latency: Latency | None = None     # ... and its latency on the same runtime
 
     @property
     def status(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
+from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import BackendMissing, ModelportError
@@ -27,6 +28,44 @@ def _cpu_note() -> str:
     cpu = cpu_features()
     return (f"integer kernels validated on {cpu['model']} ({'with' if cpu['vnni'] else 'without'} VNNI; "
             f"{', '.join(cpu['features']) or 'no SIMD flags read'}): results can differ on other CPUs")
+
+
+def _measure_float_counterpart(item: TargetResult, options: ValidationOptions, registry: Registry) -> None:
+    """A quantized target's drift report: the same model in float32 (kept by its converter), its
+    size and its latency on the same runtime, and one line saying what quantizing bought."""
+    from .artifact import human_size, size_of
+    from .validators.data import make_feeds
+
+    assert item.artifact is not None
+    counterpart = item.artifact.extra.get("float_artifact")
+    parts = []
+    if counterpart:
+        path = Path(counterpart["path"])
+        item.float_size_bytes = size_of(path)
+        if options.latency:
+            try:
+                with open_runner(registry.spec(counterpart["format"]), path, options.threads) as runner:
+                    item.float_latency = measure(runner, make_feeds(list(runner.inputs), seed=options.seed),
+                                                 options.latency_runs, options.latency_warmup, options.threads)
+            except ModelportError as exc:  # the float model is only a yardstick: say why it is missing
+                item.notes.append(f"float32 latency not measured: {exc.one_line()}")
+    if item.float_size_bytes and item.size_bytes:
+        reduction = 1 - item.size_bytes / item.float_size_bytes
+        parts.append(f"{human_size(item.float_size_bytes)} float32 -> {human_size(item.size_bytes)} "
+                     f"({abs(reduction):.0%} {'smaller' if reduction >= 0 else 'larger'})")
+    if item.float_latency and item.latency:
+        parts.append(f"p50 {item.latency.p50:.3g} ms vs {item.float_latency.p50:.3g} ms float32")
+    if item.numeric:
+        for output in item.numeric.outputs:
+            quality = [f"cosine {output.cosine:.4f}"]
+            if output.snr_db is not None:
+                quality.append("exact" if output.snr_db == float("inf") else f"SNR {output.snr_db:.1f} dB")
+            if output.top1_agreement is not None:
+                quality.append(f"top-1 agreement {output.top1_agreement:.0%}")
+            parts.append(f"{output.name}: {', '.join(quality)}")
+    if not counterpart:
+        parts.append("no float32 counterpart kept by this converter")
+    item.notes.append(f"{item.artifact.quantization}: " + "; ".join(parts))
 
 
 _GIVEN_MODEL_TOLERANCE = Tolerance(1e-4, 1e-3)  # `validate A B`: two models said to be the same
@@ -108,5 +147,7 @@ def validate_targets(model: Runner, items: list[TargetResult], options: Validati
                                           f"{worst.worst_sample}): {worst.reason}, cosine {worst.cosine:.6f}.")
         if artifact.quantization in _INTEGER_PRECISIONS:
             item.notes.append(_cpu_note())
+        if artifact.quantization not in ("none", None):
+            _measure_float_counterpart(item, options, registry)
         if progress:
             progress("done", f"{item.target}: {item.status}")

@@ -270,10 +270,14 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
         produced_in, produced_out = runner.inputs, runner.outputs
     io, layout = _mapping(onnx_artifact, produced_in, produced_out, ctx,
                           lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
+    extra: dict = {"converter": "onnx2tf", "workarounds": workarounds}
+    floats = sorted(tflite.parent.glob(TFLITE_FILE["none"])) if ctx.quantize != "none" else []
+    if floats:  # onnx2tf always writes the float32 model too: the yardstick of the drift report
+        shutil.copyfile(floats[0], workdir / "model.float32.tflite")
+        extra["float_artifact"] = {"path": str(workdir / "model.float32.tflite"), "format": "tflite"}
     return Artifact(path=target, format="tflite", inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"),
-                    layout=layout, quantization=ctx.quantize,
-                    extra={"converter": "onnx2tf", "workarounds": workarounds})
+                    layout=layout, quantization=ctx.quantize, extra=extra)
 
 
 def to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:

@@ -37,10 +37,14 @@ import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._lazy import captured_output
+from ..artifact import Artifact
 from ..errors import BackendMissing, BadInput, ConversionFailed, ModelportError, error_summary
+
+if TYPE_CHECKING:
+    from .base import EdgeContext
 
 MODES = ("fp16", "dynamic", "int8")
 # Beyond this, protobuf cannot hold the model in one file: weights go to `<out>.data`.
@@ -266,3 +270,19 @@ def _type_name(quant_type: Any) -> str:
 
 
 __all__ = ["MODES", "quantize_onnx"]
+
+
+def quantize_artifact(artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
+    """The `--quantize` step of the targets that run ONNX (onnx, ort): the float ONNX artifact,
+    quantized by `quantize_onnx`; int8 calibrates on the user's samples, mapped to the artifact's inputs."""
+    from ..validators.validate import to_artifact_feeds
+
+    if artifact.quantization != "none":  # already quantized (made from a quantized TFLite file): keep it
+        return artifact
+    out = workdir / "model.quantized.onnx"
+    calibration = [to_artifact_feeds(artifact, feeds) for feeds in ctx.calibration] if ctx.quantize == "int8" else None
+    info = quantize_onnx(artifact.path, out, ctx.quantize, calibration)
+    data = out.with_name(out.name + ".data")
+    return artifact.with_(path=out, quantization=ctx.quantize, companions=(data,) if data.exists() else (),
+                          extra={**artifact.extra, "quantizer": info,
+                                 "float_artifact": {"path": str(artifact.path), "format": "onnx"}})

@@ -114,6 +114,7 @@ class TargetSpec:
     tolerances: dict[str, Tolerance] = field(default_factory=dict)  # per precision; "none" = float
     isolate: bool = False           # run in a clean child process (see targets/isolated.py)
     precisions: tuple[str, ...] = ("none",)  # --quantize choices modelport can make for this target
+    quantizer: str | None = None    # "module:function" (artifact, workdir, ctx) applying --quantize to the artifact
     companions: bool = False        # files written beside the artifact belong to it (sidecar configs)
 
     def tolerance(self, precision: str) -> Tolerance:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from ..validators.compare import Tolerance
 from .base import Detected, FormatSpec, Probe, Requirement, SourceSpec, TargetSpec
 
-# dynamic/int8: an ONNX made from a quantized source (a TFLite file), judged against that source.
+# fp16/dynamic/int8: an ONNX quantized by modelport (or made from a quantized TFLite file), judged
+# against the float source.
 QUANTIZED_TOLERANCES = {"none": Tolerance(1e-4, 1e-3), "fp16": Tolerance(1e-2, 1e-2),
                         "dynamic": Tolerance(5e-2, 5e-2, 0.99), "int8": Tolerance(1e-1, 1e-1, 0.98)}
 
@@ -25,7 +26,8 @@ FORMAT = FormatSpec(
     detect="modelport.formats.onnx:detect",
     source=SourceSpec(loader="modelport.sources.onnx:load", framework="onnx"),
     target=TargetSpec(runner="modelport.targets.onnx:OnnxRuntimeRunner", file_name="model.onnx",
-                      tolerances=QUANTIZED_TOLERANCES),
+                      tolerances=QUANTIZED_TOLERANCES, precisions=("none", "fp16", "dynamic", "int8"),
+                      quantizer="modelport.converters.onnx_quantize:quantize_artifact"),
     describe="modelport.sources.onnx:describe",
     packages=("onnx", "onnxruntime"),
 )

@@ -45,7 +45,12 @@ def _reason(log: str) -> str:
 
 
 def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
-    """ONNX -> .ort (fixed optimizations), with its required-operators config beside it."""
+    """ONNX -> .ort (fixed optimizations), with its required-operators config beside it; with
+    --quantize, the ONNX is quantized first (as the onnx target is)."""
+    if ctx.quantize != "none":
+        from ..converters.onnx_quantize import quantize_artifact
+
+        onnx_artifact = quantize_artifact(onnx_artifact, workdir, ctx)
     staging = workdir / "in"
     staging.mkdir(exist_ok=True)
     model = staging / "model.onnx"  # the tool converts every .onnx under the path it is given
@@ -75,7 +80,9 @@ def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifac
                     layout=onnx_artifact.layout, quantization=onnx_artifact.quantization,
                     companions=(workdir / CONFIG_NAME,),
                     extra={"converter": "onnxruntime.tools.convert_onnx_models_to_ort",
-                           "optimization_style": "Fixed"})
+                           "optimization_style": "Fixed",
+                           **{key: onnx_artifact.extra[key] for key in ("quantizer", "float_artifact")
+                              if key in onnx_artifact.extra}})
 
 
 FORMAT = FormatSpec(
@@ -83,7 +90,7 @@ FORMAT = FormatSpec(
     requirement=Requirement("onnx", modules=("onnxruntime",)),
     detect="modelport.formats.ort:detect",
     target=TargetSpec(runner="modelport.formats.ort:OrtFormatRunner", file_name="model.ort",
-                      tolerances=QUANTIZED_TOLERANCES),
+                      tolerances=QUANTIZED_TOLERANCES, precisions=("none", "fp16", "dynamic", "int8")),
     packages=("onnxruntime",),
 )
 

@@ -33,6 +33,8 @@ class OutputComparison:
     within_tolerance: bool = True
     topk_agreement: float | None = None  # share of rows whose reference top-1 is in the candidate's top-k
     top_k: int | None = None
+    top1_agreement: float | None = None  # class scores: share of rows whose top-1 class is the reference's
+    snr_db: float | None = None          # 10 log10(sum ref^2 / sum (ref - cand)^2) over all samples; inf: exact
     # |reference - candidate| over all samples, for the HTML report's plots: {"edges": [...], "counts": [...]}
     abs_diff_histogram: dict | None = None
 
@@ -43,7 +45,8 @@ class OutputComparison:
         return {"name": self.name, "max_abs_diff": finite(self.max_abs_diff),
                 "max_rel_diff": finite(self.max_rel_diff), "mean_abs_diff": finite(self.mean_abs_diff),
                 "cosine": self.cosine, "passed": self.passed, "top_k": self.top_k,
-                "topk_agreement": self.topk_agreement,
+                "topk_agreement": self.topk_agreement, "top1_agreement": self.top1_agreement,
+                "snr_db": finite(round(self.snr_db, 3)) if self.snr_db is not None else None,
                 "worst_sample": self.worst_sample, "reason": self.reason or None,
                 "abs_diff_histogram": self.abs_diff_histogram}
 
@@ -89,6 +92,7 @@ def compare_output(name: str, references: list[np.ndarray], candidates: list[np.
 
     result = OutputComparison(name, 0.0, 0.0, 0.0, 1.0, True)
     abs_sum, count = 0.0, 0
+    signal, noise = 0.0, 0.0
     diffs: list[np.ndarray] = []
     for index, (ref, cand) in enumerate(zip(references, candidates)):
         ref = np.asarray(ref)
@@ -110,6 +114,8 @@ def compare_output(name: str, references: list[np.ndarray], candidates: list[np.
             r, c = r[finite], c[finite]
         diff = np.abs(r - c)
         diffs.append(diff)
+        signal += float(np.dot(r, r))
+        noise += float(np.dot(diff, diff))
         max_abs = float(diff.max()) if diff.size else 0.0
         max_rel = float((diff / np.maximum(np.abs(r), 1e-12)).max()) if diff.size else 0.0
         cos = _cosine(r, c)
@@ -126,10 +132,14 @@ def compare_output(name: str, references: list[np.ndarray], candidates: list[np.
         result.passed = result.passed and ok
         result.shape_reference, result.shape_candidate = tuple(ref.shape), tuple(cand.shape)
     result.mean_abs_diff = abs_sum / count if count else 0.0
+    if count:
+        result.snr_db = float("inf") if noise == 0.0 else 10 * math.log10(max(signal, 1e-300) / noise)
     result.abs_diff_histogram = abs_diff_histogram(diffs)
     if not result.passed and not result.reason:
         result.reason = (f"cosine {result.cosine:.6f} < {tolerance.min_cosine}" if result.within_tolerance else
                          f"max abs diff {result.max_abs_diff:.3g} > atol {tolerance.atol:g} + rtol {tolerance.rtol:g}")
+    if looks_like_scores(references):
+        result.top1_agreement = topk_agreement(references, candidates, 1)
     k = tolerance.top_k or (5 if looks_like_scores(references) else None)
     if k:
         result.top_k = k

@@ -67,13 +67,31 @@ def target_json(item: TargetResult) -> dict[str, Any]:
                        "layout": artifact.layout if artifact else None,
                        "quantization": artifact.quantization if artifact else None,
                        "io": artifact.io.to_json() if artifact else None,
-                       "converter": dict(artifact.extra) if artifact else None},
+                       "converter": ({k: v for k, v in artifact.extra.items() if k != "float_artifact"}
+                                     if artifact else None)},  # (that scratch path is gone by now)
         "numeric": item.numeric.to_json() if item.numeric else None,
         "latency_ms": item.latency.to_json() if item.latency else None,
         "reference_latency_ms": item.reference_latency.to_json() if item.reference_latency else None,
         "budgets": item.budgets,
         "notes": item.notes,
+        "drift": drift_json(item),
     }
+
+
+def drift_json(item: TargetResult) -> dict[str, Any] | None:
+    """A quantized target against the same model in float32: size, and latency on the same runtime
+    (the per-output numbers against the float source are in `numeric`)."""
+    if item.artifact is None or item.artifact.quantization in ("none", None):
+        return None
+    drift: dict[str, Any] = {"precision": item.artifact.quantization, "fp32_size_bytes": item.float_size_bytes,
+                             "size_reduction": None, "fp32_latency_ms": None, "speedup": None}
+    if item.float_size_bytes and item.size_bytes:
+        drift["size_reduction"] = round(1 - item.size_bytes / item.float_size_bytes, 4)
+    if item.float_latency is not None:
+        drift["fp32_latency_ms"] = item.float_latency.to_json()
+        if item.latency is not None and item.latency.p50:
+            drift["speedup"] = round(item.float_latency.p50 / item.latency.p50, 3)
+    return drift
 
 
 def report_json(result: ConvertResult, threads: int) -> dict[str, Any]:
