@@ -67,10 +67,17 @@ def preserved_process_state() -> Iterator[None]:
             restore_entries(os.environ, {**dict.fromkeys(os.environ), **environ})
         cast(list, warnings.filters)[:] = filters  # in place: the C half of warnings holds this list
         warnings._filters_mutated()  # type: ignore[attr-defined]  # (what warnings.resetwarnings calls)
-        sys.path[:] = path
+        sys.path[:] = path + [entry for entry in sys.path if entry not in path and _inside_installed(entry, path)]
         torch = sys.modules.get("torch")
         if torch is not None and threads is not None and torch.get_num_threads() != threads[0]:
             torch.set_num_threads(threads[0])
+
+
+def _inside_installed(entry: str, path: list[str]) -> bool:
+    """An entry a package appended for its own submodules (onnxruntime.transformers adds its folder
+    once, at import): it stays with the package, which stays imported. A user's folder does not."""
+    roots = [p for p in path if os.path.basename(p.rstrip(os.sep)) in ("site-packages", "dist-packages")]
+    return any(entry.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
 def require(module: str, extra: str = "all", purpose: str = "") -> ModuleType:

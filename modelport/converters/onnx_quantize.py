@@ -90,14 +90,23 @@ def quantize_onnx(model: Path, out: Path, mode: str, calibration: Sequence[Mappi
     # the final file name so that external data written with it keeps the right reference.
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as scratch:
         staged = Path(scratch) / out.name
+        if proto.graph.value_info and not large:
+            # Intermediate shapes an exporter recorded (torch.onnx does) can contradict the nodes the
+            # quantizer rewrites ("Inferred shape and existing shape differ"): let it infer them anew.
+            full = onnx.load(str(model))
+            del full.graph.value_info[:]
+            source = Path(scratch) / "input.onnx"
+            onnx.save(full, str(source))
+        else:
+            source = model
         with captured_output(False) as log:  # the quantizer logs warnings to the root logger
             try:
                 if mode == "fp16":
-                    info = _fp16(onnx, model, staged, excluded, large)
+                    info = _fp16(onnx, source, staged, excluded, large)
                 elif mode == "dynamic":
-                    info = _dynamic(model, staged, proto, per_channel, excluded, large)
+                    info = _dynamic(source, staged, proto, per_channel, excluded, large)
                 else:
-                    info = _int8(model, staged, feeds, per_channel, excluded, large)
+                    info = _int8(source, staged, feeds, per_channel, excluded, large)
             except ModelportError:
                 raise
             except Exception as exc:
@@ -106,7 +115,8 @@ def quantize_onnx(model: Path, out: Path, mode: str, calibration: Sequence[Mappi
                                        _hint(log.getvalue())) from None
             _check_loads(ort, staged, mode)
         for item in Path(scratch).iterdir():
-            os.replace(item, out.parent / item.name)
+            if item.name != "input.onnx":
+                os.replace(item, out.parent / item.name)
 
     return {"mode": mode, **info, "excluded_nodes": excluded, "bytes_in": _size(model, proto),
             "bytes_out": _size(out, None), "tool": f"onnxruntime {ort.__version__}"}
