@@ -54,10 +54,9 @@ def hostile(tmp_path_factory) -> tuple[Path, Path, Path]:
     return folder, marker, secret
 
 
-@pytest.mark.parametrize("name, op", [("writer", "WriteFile"), ("reader", "ReadFile"), ("python", "PyFunc")])
-def test_every_command_refuses_a_savedmodel_that_reaches_outside(hostile, tmp_path, name, op):
+def test_every_command_refuses_a_savedmodel_that_reaches_outside(hostile, tmp_path):
     folder, marker, _ = hostile
-    model = folder / name
+    model = folder / "writer"
     config = tmp_path / "modelport.toml"
     config.write_text(f'[[models]]\nsource = "{model}"\ntargets = ["onnx"]\n')
     for argv in (["convert", str(model), "--to", "onnx", "-o", str(tmp_path / "out")], ["inspect", str(model)],
@@ -66,8 +65,33 @@ def test_every_command_refuses_a_savedmodel_that_reaches_outside(hostile, tmp_pa
         result = run_cli(*argv)
         assert result.returncode == 2, (argv[0], result.stdout, result.stderr)
         line = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")][0]
-        assert f"op {op}" in line and "--trust-remote-code" in line, (argv[0], line)
+        assert "op WriteFile" in line and "--trust-remote-code" in line, (argv[0], line)
         assert not marker.exists(), f"{argv[0]} ran the payload"
+
+
+@pytest.mark.parametrize("name, op", [("reader", "ReadFile"), ("python", "PyFunc")])
+def test_every_api_call_refuses_the_other_outside_ops(hostile, tmp_path, name, op):
+    """The same refusal for the other ops, through every API call the commands make (one warm model
+    worker, so TensorFlow starts once: the CLI layer above is the same for every op)."""
+    from modelport import api
+    from modelport.errors import BadInput
+
+    folder, marker, _ = hostile
+    model = str(folder / name)
+    config = tmp_path / "modelport.toml"
+    config.write_text(f'[[models]]\nsource = "{model}"\ntargets = ["onnx"]\n')
+    calls = {"convert": lambda: api.convert(model, api.ConvertOptions(output_dir=tmp_path / "out")),
+             "inspect": lambda: api.inspect(model, api.ModelOptions()),
+             "bench": lambda: api.bench(model, api.BenchOptions(runs=2)),
+             "validate": lambda: api.validate(model, model, api.ValidateOptions())}
+    for command, call in calls.items():
+        with pytest.raises(BadInput, match=f"op {op}") as refused:
+            call()
+        assert "--trust-remote-code" in refused.value.one_line(), command
+        assert not marker.exists(), f"{command} ran the payload"
+    checked = api.check(config, tmp_path / "checked")
+    assert checked.exit_code == 2 and f"op {op}" in (checked.models[0][1].targets[0].error or "")
+    assert not marker.exists(), "check ran the payload"
 
 
 def test_trusted_savedmodel_runs_as_asked(hostile, tmp_path):
