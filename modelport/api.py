@@ -15,7 +15,9 @@ from typing import Any
 from .benchmark import BenchResult
 from .errors import ModelportError
 from .gate import check as _check
-from .options import BenchOptions, ConvertOptions, ModelOptions, Progress, ValidateOptions, ValidationOptions
+from .packaging import PackageResult
+from .options import (BenchOptions, ConvertOptions, ModelOptions, PackageOptions, Progress, ValidateOptions,
+                      ValidationOptions)
 from .placement import default_output_dir, write_atomic
 from .results import CheckResult, ConvertResult, NumericResult, Status, TargetResult, Verdict
 from .worker import default_worker
@@ -64,6 +66,13 @@ def check(config_path: Path | None = None, output_dir: Path | None = None,
     return _check(config_path, output_dir, progress, convert=convert_in_worker)
 
 
+def package(model: str, options: PackageOptions, progress: Progress | None = None) -> PackageResult:
+    """Convert MODEL to one target, validate it, and write a bundle (folder, .zip or .tar.gz)."""
+    result: PackageResult = _in_worker("modelport.packaging:package", model, options, options=options,
+                                       progress=progress)
+    return result
+
+
 def explain(source: str, options: ConvertOptions) -> dict[str, str]:
     """The path each target would take, without converting anything."""
     plans: dict[str, str] = _in_worker("modelport.pipeline:explain", source, options, options=options)
@@ -78,6 +87,6 @@ def inspect(model: str, options: ModelOptions, framework: str | None = None) -> 
 
 
 __all__ = ["BenchOptions", "BenchResult", "CheckResult", "ConvertOptions", "ConvertResult", "ModelOptions",
-           "ModelportError", "NumericResult", "Status", "TargetResult", "ValidateOptions", "ValidationOptions",
+           "ModelportError", "NumericResult", "PackageOptions", "PackageResult", "package", "Status", "TargetResult", "ValidateOptions", "ValidationOptions",
            "Verdict", "bench", "check", "convert", "default_output_dir", "explain", "inspect", "validate",
            "write_atomic"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .bundles import opened_bundle
 from .comparison import open_model
 from .errors import BadInput
 from .options import BenchOptions
@@ -51,8 +52,8 @@ def _bench_specs(path: str, specs: list[TensorSpec], given: list[TensorSpec]) ->
 def bench(model: str, options: BenchOptions, registry: Registry | None = None) -> list[BenchResult]:
     """Time MODEL (and --against REF, in the same process) on seeded inputs."""
     results = []
-    for path in [model, *([options.against] if options.against else [])]:
-        with open_model(path, options, registry) as runner:
+    for given in [model, *([options.against] if options.against else [])]:
+        with opened_bundle(given) as path, open_model(path, options, registry) as runner:
             runner.load()
             specs = _bench_specs(path, list(runner.inputs), list(options.inputs))
             unknown = [s for s in specs if s.shape is None]
@@ -61,6 +62,6 @@ def bench(model: str, options: BenchOptions, registry: Registry | None = None) -
                                f"Pass --input {unknown[0].name}:1x3x224x224 (its real shape).")
             feeds = make_feeds(specs, seed=options.seed)
             latency = measure(runner, feeds, options.runs, options.warmup, options.threads)
-            results.append(BenchResult(path, runner.runtime, latency, runner.peak_rss_bytes(),
+            results.append(BenchResult(given, runner.runtime, latency, runner.peak_rss_bytes(),
                                        [s.to_json() for s in specs]))
     return results

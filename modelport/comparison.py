@@ -7,6 +7,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .artifact import Artifact, IOMapping, sha256_of, size_of
+from .bundles import opened_bundle
 from .describe import describe_loaded
 from .loading import load_source
 from .options import ModelOptions, Progress, ValidateOptions
@@ -51,7 +52,14 @@ class _Reopen:
 
 def validate(reference: str, candidate: str, options: ValidateOptions, progress: Progress | None = None,
              registry: Registry | None = None) -> ConvertResult:
-    """Compare CANDIDATE with REFERENCE; the result has one target entry: the candidate."""
+    """Compare CANDIDATE with REFERENCE; the result has one target entry: the candidate. Either may
+    be a bundle from `package` (its model is compared)."""
+    with opened_bundle(reference) as ref_path, opened_bundle(candidate) as cand_path:
+        return _validate(ref_path, cand_path, options, progress, registry)
+
+
+def _validate(reference: str, candidate: str, options: ValidateOptions, progress: Progress | None = None,
+              registry: Registry | None = None) -> ConvertResult:
     registry = registry or default()
     maps = [parse_map(m) for m in options.maps]
     if progress:

@@ -62,7 +62,19 @@ def source_node(model: SourceModel, registry: Registry | None = None) -> str:
 
 def describe_source(source: str, options: LoadOptions, framework: str | None = None,
                     registry: Registry | None = None) -> dict[str, Any]:
-    """What `inspect` shows: from the format's own describer where it has one, else the loaded model."""
+    """What `inspect` shows: from the format's own describer where it has one, else the loaded model.
+    A bundle from `package` is its model, described, with the bundle's manifest beside."""
+    from .bundles import bundle_manifest, opened_bundle
+
+    with opened_bundle(source) as model:
+        described = _describe(model, options, framework, registry)
+    if model != source:
+        described.update({"path": source, "bundle": bundle_manifest(Path(source))})
+    return described
+
+
+def _describe(source: str, options: LoadOptions, framework: str | None = None,
+              registry: Registry | None = None) -> dict[str, Any]:
     from .describe import describe_loaded
 
     registry = registry or default()

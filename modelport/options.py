@@ -66,6 +66,15 @@ class ConvertOptions(ValidationOptions):
 
 
 @dataclass(frozen=True)
+class PackageOptions(ConvertOptions):
+    """`package`: convert to one target (targets[0]), then bundle it with its proof."""
+
+    bundle: Path | None = None                   # a folder, or a .zip / .tar.gz by suffix
+    labels: Path | None = None                   # a labels file to ship beside the model
+    metadata: tuple[tuple[str, str], ...] = ()   # --metadata KEY=VALUE, into the manifest
+
+
+@dataclass(frozen=True)
 class ValidateOptions(ValidationOptions):
     maps: tuple[str, ...] = ()               # --map REF=CAND[:PERM]
     latency: bool = False

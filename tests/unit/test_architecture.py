@@ -14,7 +14,7 @@ PACKAGE = ROOT / "modelport"
 # Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core types", ("modelport._version", "modelport.safety", "modelport.errors", "modelport.spec", "modelport._lazy", "modelport.artifact",
-                    "modelport._channel")),
+                    "modelport._channel", "modelport.bundle", "modelport.bundle.*")),
     ("validators", ("modelport.validators", "modelport.validators.compare", "modelport.validators.latency",
                     "modelport.validators.data", "modelport.validators.matching", "modelport.validators.validate",
                     "modelport.targets.base")),
@@ -23,10 +23,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                              "modelport.formats.base")),
     ("formats and edges", ("modelport.formats.*", "modelport.converters", "modelport.converters.*",
                            "modelport.registry")),
-    ("services", ("modelport.worker", "modelport.calibration", "modelport.loading", "modelport.runners", "modelport.validation", "modelport.describe",
+    ("services", ("modelport.worker", "modelport.calibration", "modelport.bundles", "modelport.loading", "modelport.runners", "modelport.validation", "modelport.describe",
                   "modelport.options", "modelport.placement", "modelport.config", "modelport.doctor",
                   "modelport.validators.report", "modelport.validators.report_formats")),
     ("pipeline", ("modelport.pipeline", "modelport.comparison", "modelport.benchmark", "modelport.gate")),
+    ("bundles", ("modelport.packaging",)),
     ("api", ("modelport", "modelport.api")),
     ("cli", ("modelport.cli", "modelport.cli.*", "modelport.__main__")),
 ]
