@@ -63,7 +63,12 @@ def check(config_path: Path | None = None, output_dir: Path | None = None,
                           timeout=timeout if timeout is not None else options.timeout)
         return convert(source, options, progress)
 
-    return _check(config_path, output_dir, progress, convert=convert_in_worker)
+    def package_in_worker(source: str, options: PackageOptions) -> PackageResult:
+        options = replace(options, max_memory=max_memory if max_memory is not None else options.max_memory,
+                          timeout=timeout if timeout is not None else options.timeout)
+        return package(source, options, progress)
+
+    return _check(config_path, output_dir, progress, convert=convert_in_worker, bundle=package_in_worker)
 
 
 def package(model: str, options: PackageOptions, progress: Progress | None = None) -> PackageResult:

@@ -22,10 +22,12 @@ OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "latency_runs": int, "latency_warmup": int, "via": list, "calibration_data": str, "timeout": (int, float),
     "preprocess": str,
 }
-MODEL_KEYS = {"source", "name", "inputs", "targets", "tolerance", "budget", *OPTION_TYPES}
+MODEL_KEYS = {"source", "name", "inputs", "targets", "tolerance", "budget", "package", *OPTION_TYPES}
 TOLERANCE_KEYS: dict[str, type | tuple[type, ...]] = {"atol": (int, float), "rtol": (int, float),
                                                       "min_cosine": (int, float), "top_k": int}
-BUDGET_KEYS = {"latency_p50_ms", "latency_ratio", "size_mb"}
+BUDGET_KEYS = {"latency_p50_ms", "latency_ratio", "size_mb",
+               "min_cosine", "top1_agreement", "size_reduction"}  # (these three are lower bounds)
+PACKAGE_KEYS: dict[str, type | tuple[type, ...]] = {"target": str, "path": str}
 
 
 @dataclass
@@ -37,6 +39,7 @@ class ModelCheck:
     options: dict[str, Any] = field(default_factory=dict)
     tolerance: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)
+    package: dict[str, str] | None = None  # {"target": ..., "path": ...}: bundle that target once it passes
 
 
 @dataclass
@@ -160,6 +163,19 @@ def load_config(path: Path) -> CheckConfig:
                 if stray:
                     raise check.fail(f"{where}.budget.{key} names target '{stray[0]}', which this model does not "
                                      f"convert to ({', '.join(targets)}).", stray[0])
+        package = entry.get("package")
+        if package is not None:
+            check.typed("package", package, dict, where)
+            check.known(package, PACKAGE_KEYS, f"{where}.package")
+            for key in PACKAGE_KEYS:
+                if key not in package:
+                    raise check.fail(f"{where}.package has no '{key}'.", "package",
+                                     'Write package = { target = "tflite", path = "dist/model.zip" }.')
+                check.typed(key, package[key], str, f"{where}.package")
+            if package["target"] not in targets and "all" not in targets:
+                raise check.fail(f"{where}.package names target '{package['target']}', which this model does not "
+                                 f"convert to ({', '.join(targets)}).", "package")
+            package = {"target": package["target"], "path": str(path.parent / package["path"])}
         options = {**defaults, **check.options(entry, where)}
         for key in ("sample_inputs", "calibration_data"):  # relative to the config file
             if options.get(key) and options[key] != "random":
@@ -170,5 +186,5 @@ def load_config(path: Path) -> CheckConfig:
                                  targets=[str(t) for t in targets], options=options,
                                  tolerance={k: {kk.replace("-", "_"): vv for kk, vv in v.items()}
                                             for k, v in tolerance.items()},
-                                 budget=budget))
+                                 budget=budget, package=package))
     return CheckConfig(path=path, models=models)

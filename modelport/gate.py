@@ -8,7 +8,7 @@ from typing import Any
 
 from .config import ModelCheck, find_config, load_config
 from .errors import ModelportError
-from .options import ConvertOptions, Progress
+from .options import ConvertOptions, PackageOptions, Progress
 from .pipeline import convert as convert_here
 from .placement import default_output_dir
 from .registry import Registry
@@ -28,11 +28,36 @@ def apply_budgets(result: ConvertResult, budget: dict[str, Any]) -> None:
         limit = budget.get("size_mb", {}).get(item.target)
         if limit is not None and item.size_bytes is not None:
             checks.append(("size_mb", limit, item.size_bytes / 2**20))
+        for name, value in _drift_values(item).items():  # lower bounds: quantization may not cost more
+            limit = budget.get(name, {}).get(item.target)
+            if limit is not None:
+                checks.append((name, limit, value))
         for name, limit, value in checks:
-            passed = value <= limit
+            passed = value >= limit if name in LOWER_BOUNDS else value <= limit
             item.budgets.append({"name": name, "limit": limit, "value": round(value, 4), "passed": passed})
-            if not passed and item.verdict.status is Status.PASSED:
-                item.verdict = Verdict.failed(f"Budget {name} broken: {value:.3g} > {limit:g}.")
+            if not passed and item.verdict.status in (Status.PASSED, Status.UNVERIFIED):
+                sign = "<" if name in LOWER_BOUNDS else ">"
+                item.verdict = Verdict.failed(f"Budget {name} broken: {value:.3g} {sign} {limit:g}.")
+
+
+LOWER_BOUNDS = ("min_cosine", "top1_agreement", "size_reduction")
+
+
+def _drift_values(item: TargetResult) -> dict[str, float]:
+    """What the drift budgets bound: the worst output's cosine and top-1 agreement, and the size
+    reduction against the float32 model (0 for a float target; unknown without a float32 model)."""
+    values: dict[str, float] = {}
+    outputs = item.numeric.outputs if item.numeric else []
+    if outputs:
+        values["min_cosine"] = min(o.cosine for o in outputs)
+        agreements = [o.top1_agreement for o in outputs if o.top1_agreement is not None]
+        if agreements:
+            values["top1_agreement"] = min(agreements)
+    if item.artifact is not None and item.artifact.quantization in ("none", None):
+        values["size_reduction"] = 0.0
+    elif item.float_size_bytes and item.size_bytes:
+        values["size_reduction"] = 1 - item.size_bytes / item.float_size_bytes
+    return values
 
 
 def convert_options(entry: ModelCheck, output_dir: Path | None) -> ConvertOptions:
@@ -53,10 +78,34 @@ def convert_options(entry: ModelCheck, output_dir: Path | None) -> ConvertOption
 
 
 ConvertOne = Callable[[str, ConvertOptions, "Progress | None"], ConvertResult]
+Bundle = Callable[[str, PackageOptions], Any]
+
+
+def _package(entry: ModelCheck, options: ConvertOptions, result: ConvertResult, bundle: Bundle | None) -> None:
+    """`package = {target, path}`: bundle that target once it passed its checks (budgets included);
+    a bundle that cannot be written turns the target into an error."""
+    from dataclasses import asdict
+
+    assert entry.package is not None
+    item = next((t for t in result.targets if t.target == entry.package["target"]), None)
+    if item is None or item.verdict.status not in (Status.PASSED, Status.UNVERIFIED):
+        return
+    fields = {k: v for k, v in asdict(options).items() if k in PackageOptions.__dataclass_fields__}
+    package_options = PackageOptions(**{**fields, "targets": (item.target,), "output_dir": None,
+                                        "bundle": Path(entry.package["path"])})
+    if bundle is None:  # (the API passes the packager; this layer does not reach up to it)
+        item.notes.append("not bundled: no packager given to check()")
+        return
+    try:
+        written = bundle(entry.source, package_options)
+        item.notes.append(f"bundled: {written.bundle}")
+    except ModelportError as exc:
+        item.verdict = Verdict.error(f"package: {exc.one_line()}", exc.exit_code)
 
 
 def check(config_path: Path | None = None, output_dir: Path | None = None, progress: Progress | None = None,
-          registry: Registry | None = None, convert: ConvertOne | None = None) -> CheckResult:
+          registry: Registry | None = None, convert: ConvertOne | None = None,
+          bundle: Bundle | None = None) -> CheckResult:
     """Convert and validate every model of a modelport.toml / [tool.modelport] config, with budgets.
     `convert` runs one model (default: here, in this process; the API passes the model worker)."""
     path = config_path or find_config()
@@ -74,6 +123,8 @@ def check(config_path: Path | None = None, output_dir: Path | None = None, progr
                                            "inputs": [], "outputs": []},
                                    targets=[TargetResult(target=t, verdict=Verdict.error(exc)) for t in entry.targets])
         apply_budgets(result, entry.budget)
+        if entry.package is not None:
+            _package(entry, options, result, bundle)
         results.append((entry.name, result))
         if progress:
             progress("done", f"Checked {entry.name}")

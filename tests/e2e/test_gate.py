@@ -159,3 +159,26 @@ def test_doctor_json():
     assert data["backends"]["torch"]["installed"] and data["backends"]["node"]["installed"]
     assert data["targets"]["tflite"]["works"] and data["targets"]["tfjs"]["works"]
     assert set(data["sources"]) and set(data["targets"]) == {"onnx", "tflite", "torchscript", "savedmodel", "tfjs", "ort"}
+
+
+def test_check_bounds_int8_drift_and_bundles_what_passed(models, tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", image=rng.uniform(-1, 1, (10, 1, 3, 32, 32)).astype(np.float32))
+    entry = (f'source = "{models["classifier_pt2"]}"\ntargets = ["onnx"]\nquantize = "int8"\n'
+             f'calibration_data = "calib.npz"\n')
+    (tmp_path / "modelport.toml").write_text(
+        f'[[models]]\nname = "good"\n{entry}package = {{ target = "onnx", path = "dist/good.zip" }}\n'
+        '[models.budget]\nmin_cosine = { onnx = 0.99 }\ntop1_agreement = { onnx = 0.9 }\n'
+        'size_reduction = { onnx = 0.01 }\n\n'
+        f'[[models]]\nname = "too_big"\n{entry}package = {{ target = "onnx", path = "dist/too_big.zip" }}\n'
+        '[models.budget]\nsize_reduction = { onnx = 0.9 }\n')
+    report = tmp_path / "report.json"
+    result = run_cli("check", str(tmp_path / "modelport.toml"), "-o", str(tmp_path / "out"), "--report", str(report))
+    assert result.returncode == 1, result.stderr
+    good, too_big = json.loads(report.read_text())["models"]
+    budgets = {b["name"]: b for b in good["targets"][0]["budgets"]}
+    assert set(budgets) == {"min_cosine", "top1_agreement", "size_reduction"} and all(b["passed"] for b in budgets.values())
+    assert good["targets"][0]["status"] == "passed" and (tmp_path / "dist" / "good.zip").is_file()
+    failed = too_big["targets"][0]
+    assert failed["status"] == "failed" and "Budget size_reduction broken" in failed["error"] and "< 0.9" in failed["error"]
+    assert not (tmp_path / "dist" / "too_big.zip").exists()  # only what passed is bundled
