@@ -16,6 +16,7 @@ from .benchmark import BenchResult
 from .errors import ModelportError
 from .gate import check as _check
 from .packaging import PackageResult
+from .quant_doctor import DoctorOptions, DoctorResult
 from .options import (BenchOptions, ConvertOptions, ModelOptions, PackageOptions, Progress, ValidateOptions,
                       ValidationOptions)
 from .placement import default_output_dir, write_atomic
@@ -78,6 +79,13 @@ def package(model: str, options: PackageOptions, progress: Progress | None = Non
     return result
 
 
+def quantize_doctor(source: str, options: DoctorOptions, progress: Progress | None = None) -> DoctorResult:
+    """Rank the layers an int8 model loses accuracy in; with `keep_float`, what float layers buy back."""
+    result: DoctorResult = _in_worker("modelport.quant_doctor:diagnose", source, options, options=options,
+                                      progress=progress)
+    return result
+
+
 def explain(source: str, options: ConvertOptions) -> dict[str, str]:
     """The path each target would take, without converting anything."""
     plans: dict[str, str] = _in_worker("modelport.pipeline:explain", source, options, options=options)
@@ -92,6 +100,7 @@ def inspect(model: str, options: ModelOptions, framework: str | None = None) -> 
 
 
 __all__ = ["BenchOptions", "BenchResult", "CheckResult", "ConvertOptions", "ConvertResult", "ModelOptions",
-           "ModelportError", "NumericResult", "PackageOptions", "PackageResult", "package", "Status", "TargetResult", "ValidateOptions", "ValidationOptions",
+           "ModelportError", "NumericResult", "PackageOptions", "PackageResult", "package",
+           "DoctorOptions", "DoctorResult", "quantize_doctor", "Status", "TargetResult", "ValidateOptions", "ValidationOptions",
            "Verdict", "bench", "check", "convert", "default_output_dir", "explain", "inspect", "validate",
            "write_atomic"]

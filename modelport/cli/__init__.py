@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("modelport.cli.doctor:doctor", "Show installed backends and which sources and targets work here."),
     "bench": ("modelport.cli.bench:bench", "Time a model on its runtime: latency percentiles and peak memory."),
     "inspect": ("modelport.cli.inspect:inspect", "Show a model's format, inputs, outputs, parameters and ops."),
+    "quantize-doctor": ("modelport.cli.quantize_doctor:quantize_doctor",
+                        "Rank the layers an int8 model loses accuracy in; try keeping the worst in float."),
     "package": ("modelport.cli.package:package", "Bundle a converted, validated model for a device, with a self-test."),
 }
 
