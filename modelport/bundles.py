@@ -31,7 +31,7 @@ def is_bundle(path: Path) -> bool:
     """A bundle folder (modelport.json and run.py), or a .zip / .tar.gz file (a .zip only when it
     holds modelport.json: .keras and .pt2 files are zips too)."""
     if path.is_dir():
-        return (path / MANIFEST).is_file() and (path / "run.py").is_file()
+        return (path / MANIFEST).is_file() and ((path / "run.py").is_file() or (path / "run.js").is_file())
     kind = archive_kind(path) if path.is_file() else None
     if kind == "zip":
         try:
@@ -92,7 +92,7 @@ def bundle_model(path: Path, scratch: Path) -> tuple[Path, dict[str, Any]]:
         model = folder / manifest["model"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"'{path}' has no readable {MANIFEST}: {exc}.", "Pass a bundle from `package`.") from None
-    if Path(manifest["model"]).name != manifest["model"] or not model.is_file():
+    if Path(manifest["model"]).name != manifest["model"] or not model.exists():
         raise BadInput(f"'{path}': its manifest names the model '{manifest['model']}', which is not a file in it.",
                        "Package the model again.")
     return model, manifest

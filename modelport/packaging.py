@@ -34,11 +34,14 @@ if TYPE_CHECKING:
     import numpy as np
 
 SCHEMA = "modelport.bundle/1"
-PACKAGEABLE = ("tflite", "onnx", "ort")     # targets with a standalone Python runner
-RUNTIME_PACKAGES = {"tflite": "ai-edge-litert (or tflite-runtime)", "onnx": "onnxruntime", "ort": "onnxruntime"}
+PACKAGEABLE = ("tflite", "onnx", "ort", "tfjs")  # targets with a standalone runner (Python; Node for tfjs)
+RUNTIME_PACKAGES = {"tflite": "ai-edge-litert (or tflite-runtime)", "onnx": "onnxruntime", "ort": "onnxruntime",
+                    "tfjs": "@tensorflow/tfjs (Node.js)"}
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
 _EPOCH_ZIP = (1980, 1, 1, 0, 0, 0)           # the earliest time a zip entry can hold
 _RUNNER = Path(__file__).resolve().parent / "bundle" / "run.py"
+_NODE_RUNNER = Path(__file__).resolve().parent / "bundle" / "run.js"
+_TFJS_MODEL = Path(__file__).resolve().parent / "targets" / "tfjs_runner" / "tfjs_model.js"
 
 
 @dataclass
@@ -151,7 +154,10 @@ def _write_bundle(stage: Path, model: str, source: Any, result: ConvertResult, i
     spec = registry.spec(item.target).target
     assert spec is not None
     model_file = item.path.name
-    shutil.copyfile(item.path, stage / model_file)
+    if item.path.is_dir():  # a TF.js model is a folder (model.json and its weight shards)
+        shutil.copytree(item.path, stage / model_file)
+    else:
+        shutil.copyfile(item.path, stage / model_file)
     sidecar = item.path.with_name(item.path.name + ".modelport.json")
     if sidecar.is_file():  # the I/O mapping `validate` reads: a bundle compares with its source as is
         shutil.copyfile(sidecar, stage / sidecar.name)
@@ -171,6 +177,8 @@ def _write_bundle(stage: Path, model: str, source: Any, result: ConvertResult, i
         arrays.update({f"input/{index}/{name}": value for name, value in inputs.items()})
         arrays.update({f"output/{index}/{name}": value for name, value in outputs.items()})
     write_npz(stage / "golden.npz", arrays)
+    if item.target == "tfjs":  # Node reads JSON, not .npz
+        (stage / "golden.json").write_text(json.dumps(_golden_json(feeds, expected), sort_keys=True) + "\n")
     labels = None
     if options.labels is not None:
         labels = options.labels.name
@@ -195,12 +203,38 @@ def _write_bundle(stage: Path, model: str, source: Any, result: ConvertResult, i
                                     "top1_agreement": o.top1_agreement}
                                    for o in (item.numeric.outputs if item.numeric else [])]},
         "golden": {"file": "golden.npz", "samples": len(feeds), "from": "the source model",
+                   **({"json": "golden.json"} if item.target == "tfjs" else {}),
                    "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol, "min_cosine": tolerance.min_cosine}},
     }
     (stage / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_plain) + "\n")
-    shutil.copyfile(_RUNNER, stage / "run.py")
+    if item.target == "tfjs":
+        from .targets.tfjs import tfjs_version
+
+        shutil.copyfile(_NODE_RUNNER, stage / "run.js")
+        shutil.copyfile(_TFJS_MODEL, stage / "tfjs_model.js")
+        package_json = {"name": "modelport-bundle", "private": True, "description": "run.js --selftest",
+                        "dependencies": {"@tensorflow/tfjs": tfjs_version() or "^4"}}
+        (stage / "package.json").write_text(json.dumps(package_json, indent=2) + "\n")
+    else:
+        shutil.copyfile(_RUNNER, stage / "run.py")
     (stage / "README.md").write_text(_readme(manifest))
     return sorted(p.name for p in stage.iterdir())
+
+
+def _golden_json(feeds: list[dict[str, np.ndarray]], expected: list[dict[str, np.ndarray]]) -> list[dict]:
+    """Golden vectors for Node: little-endian float32 / int32 bytes, base64, with dtype and shape."""
+    import base64
+
+    import numpy as np
+
+    def entry(value: Any) -> dict[str, Any]:
+        array = np.asarray(value)
+        wire = "float32" if array.dtype.kind == "f" else "int32"
+        data = np.ascontiguousarray(array.astype(f"<{'f4' if wire == 'float32' else 'i4'}")).tobytes()
+        return {"dtype": wire, "shape": list(array.shape), "data": base64.b64encode(data).decode("ascii")}
+
+    return [{"inputs": {k: entry(v) for k, v in f.items()}, "outputs": {k: entry(v) for k, v in e.items()}}
+            for f, e in zip(feeds, expected)]
 
 
 def _plain(value: Any) -> Any:
@@ -238,14 +272,10 @@ Made by modelport from `{manifest['source']['name']}` (sha256 `{manifest['source
 **{validation['status']}** on {validation['samples']} samples.
 
 Files: `{manifest['model']}` (the model), `modelport.json` (what everything here is), `golden.npz`
-(inputs and the source model's outputs for them), `run.py` (a runner needing only numpy and
-{manifest['runtime']}){', `' + manifest['labels'] + '` (labels)' if manifest['labels'] else ''}.
+(inputs and the source model's outputs for them), `run.{'js' if manifest['format'] == 'tfjs' else 'py'}` (a runner
+needing only {'Node.js and ' if manifest['format'] == 'tfjs' else 'numpy and '}{manifest['runtime']}){', `' + manifest['labels'] + '` (labels)' if manifest['labels'] else ''}.
 
-```
-pip install numpy {manifest['runtime'].split(' ')[0]}
-python run.py --selftest               # replays the golden vectors; exit 1 if the outputs drifted
-python run.py --inputs x.npz -o y.npz  # named inputs in, named outputs out
-```
+{_usage(manifest)}
 
 Inputs (named and laid out as the source model's; `run.py` applies the rest):
 {io_lines(manifest['inputs'])}
@@ -255,6 +285,15 @@ Outputs:
 
 Preprocessing: {manifest['preprocessing'] or 'none recorded'}.
 """
+
+
+def _usage(manifest: dict[str, Any]) -> str:
+    if manifest["format"] == "tfjs":
+        return ("```\nnpm install          # @tensorflow/tfjs, the version it was validated with\n"
+                "node run.js --selftest   # replays the golden vectors; exit 1 if the outputs drifted\n```")
+    return (f"```\npip install numpy {manifest['runtime'].split(' ')[0]}\n"
+            "python run.py --selftest               # replays the golden vectors; exit 1 if the outputs drifted\n"
+            "python run.py --inputs x.npz -o y.npz  # named inputs in, named outputs out\n```")
 
 
 def _publish(stage: Path, bundle: Path) -> None:

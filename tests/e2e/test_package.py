@@ -174,3 +174,29 @@ def test_an_int8_tflite_bundle_runs_on_litert_alone(models, tmp_path):
     selftest, loaded = _selftest(device)
     assert selftest.returncode == 0, selftest.stdout + selftest.stderr
     assert not loaded & FORBIDDEN and "ai_edge_litert" in loaded, loaded
+
+
+@pytest.mark.slow
+def test_a_tfjs_bundle_runs_on_node_alone_and_fails_on_a_changed_weight(models, tmp_path):
+    from modelport.targets.tfjs import node_modules_dir
+
+    result = run_cli("package", str(models["classifier_pt2"]), "--target", "tfjs", "-o", str(tmp_path / "bundle"))
+    assert result.returncode == 0, result.stderr
+    device = tmp_path / "device"
+    shutil.copytree(tmp_path / "bundle", device)
+    assert json.loads((device / "package.json").read_text())["dependencies"]["@tensorflow/tfjs"]
+    # `npm install` would fetch @tensorflow/tfjs; offline, the runner's own copy stands in for it.
+    env = {**os.environ, "NODE_PATH": str(node_modules_dir() / "node_modules")}
+
+    def selftest() -> subprocess.CompletedProcess:
+        return subprocess.run(["node", "run.js", "--selftest"], cwd=device, capture_output=True, text=True, env=env,
+                              timeout=300, stdin=subprocess.DEVNULL)
+
+    passed = selftest()
+    assert passed.returncode == 0 and "selftest passed" in passed.stdout, passed.stdout + passed.stderr
+    shard = sorted((device / "tfjs").glob("*.bin"))[0]
+    weights = np.frombuffer(shard.read_bytes(), np.float32).copy()
+    weights[np.argmax(np.abs(weights))] += 10.0  # one weight, changed
+    shard.write_bytes(weights.tobytes())
+    drifted = selftest()
+    assert drifted.returncode == 1 and "selftest FAILED" in drifted.stdout, drifted.stdout + drifted.stderr
