@@ -112,7 +112,7 @@ def _read(path: Path, specs: list[TensorSpec], preprocess: Preprocess | None) ->
     if path.is_file():
         if path.suffix.lower() == ".npy":
             return _npy_files([path], specs), "samples"
-        return load_npz(path, specs), "samples"
+        return load_npz(path, specs, option="--calibration-data"), "samples"
     if list(path.glob("test_data_set_*")) or list(path.glob("input_*.pb")):
         return load_test_data_sets(path, specs), "test_data_set samples"
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))

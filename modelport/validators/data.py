@@ -50,7 +50,7 @@ def make_feeds(specs: list[TensorSpec], seed: int = 0, sample: int = 0,
     return feeds
 
 
-def load_npz(path: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]:
+def load_npz(path: Path, specs: list[TensorSpec], option: str = "--inputs") -> list[dict[str, np.ndarray]]:
     """Samples from an .npz: arrays named like the inputs; a leading axis of length N over the
     spec's rank gives N samples."""
     import numpy as np
@@ -60,10 +60,10 @@ def load_npz(path: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise BadInput(f"Cannot read --inputs '{path}': {first_line(exc)}.",
+        raise BadInput(f"Cannot read {option} '{path}': {first_line(exc)}.",
                        "Pass an .npz written by numpy.savez.") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
-        raise BadInput(f"--inputs '{path}' is a single .npy array, not an .npz of named arrays.",
+        raise BadInput(f"{option} '{path}' is a single .npy array, not an .npz of named arrays.",
                        "Save the arrays under the input names: np.savez(f, **{name: array}).")
     names = [s.name for s in specs]
     keys = list(data.keys())
@@ -71,19 +71,19 @@ def load_npz(path: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]
         try:
             kind = data[key].dtype.kind
         except ValueError:
-            raise BadInput(f"--inputs array '{key}' in '{path}' holds Python objects, which would need unpickling.",
+            raise BadInput(f"{option} array '{key}' in '{path}' holds Python objects, which would need unpickling.",
                            "Save plain numeric arrays (np.savez with float or int arrays).") from None
         if kind not in "biuf":
             what = {"c": "complex numbers", "U": "strings", "S": "bytes", "V": "raw records", "O": "objects",
                     "M": "dates", "m": "time deltas"}.get(kind, f"dtype {data[key].dtype}")
-            raise BadInput(f"--inputs array '{key}' in '{path}' holds {what}; model inputs are numbers.",
+            raise BadInput(f"{option} array '{key}' in '{path}' holds {what}; model inputs are numbers.",
                            "Save real-valued numeric arrays (float, int or bool).")
     if set(names) <= set(keys):
         arrays = {n: data[n] for n in names}
     elif len(keys) == len(names) and all(k.startswith("arr_") for k in keys):
         arrays = dict(zip(names, (data[k] for k in keys)))
     else:
-        raise BadInput(f"--inputs '{path}' has arrays {', '.join(keys)}; the model's inputs are {', '.join(names)}.",
+        raise BadInput(f"{option} '{path}' has arrays {', '.join(keys)}; the model's inputs are {', '.join(names)}.",
                        "Save the arrays under the input names: np.savez(f, **{name: array}).")
     samples: list[dict[str, np.ndarray]] = []
     for spec in specs:
@@ -91,7 +91,7 @@ def load_npz(path: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]
         rank = len(spec.shape) if spec.shape is not None else value.ndim
         stack = [value] if value.ndim == rank else list(value) if value.ndim == rank + 1 else None
         if stack is None:
-            raise BadInput(f"--inputs array '{spec.name}' has shape {value.shape}; the input has rank {rank}.",
+            raise BadInput(f"{option} array '{spec.name}' has shape {value.shape}; the input has rank {rank}.",
                            f"Give shape {spec.cli_form().split(':')[1]} or N x that shape.")
         for i, item in enumerate(stack):
             if len(samples) <= i:
@@ -102,12 +102,12 @@ def load_npz(path: Path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]
             shape = sample[spec.name].shape
             fixed = spec.shape or ()
             if len(shape) != len(fixed) or any(isinstance(d, int) and d != n for d, n in zip(fixed, shape)):
-                raise BadInput(f"--inputs array '{spec.name}' gives sample {index} the shape {shape}; the model's input "
+                raise BadInput(f"{option} array '{spec.name}' gives sample {index} the shape {shape}; the model's input "
                                f"'{spec.name}' is {spec.cli_form().split(':')[1]}.",
                                "Save arrays of the input's shape, or N samples stacked on a leading axis.")
     count = {len(s) for s in samples}
     if count != {len(specs)}:
-        raise BadInput(f"--inputs '{path}' gives different numbers of samples per input.",
+        raise BadInput(f"{option} '{path}' gives different numbers of samples per input.",
                        "Give every input the same leading sample axis.")
     return samples
 
