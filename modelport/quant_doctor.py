@@ -262,6 +262,8 @@ def worst_channel_snr(reference: list[np.ndarray], candidate: list[np.ndarray]) 
     axes = tuple(i for i in range(ref.ndim) if i != 2) if ref.ndim >= 3 and ref.shape[2] > 1 else None
     signal = np.sum(ref * ref, axis=axes) if axes else np.array([np.sum(ref * ref)])
     noise = np.sum((ref - got) ** 2, axis=axes) if axes else np.array([np.sum((ref - got) ** 2)])
+    live = signal > 1e-9 * float(signal.max()) if signal.size and signal.max() > 0 else np.ones_like(signal, bool)
+    signal, noise = signal[live], noise[live]  # a channel a ReLU keeps at 0 carries no signal to lose
     with np.errstate(divide="ignore"):
         ratios = np.where(noise == 0, np.inf, 10 * np.log10(np.maximum(signal, 1e-300) / np.maximum(noise, 1e-300)))
     return float(ratios.min())
