@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .artifact import Artifact, sha256_of
 from .bundles import MANIFEST, archive_kind
 from .errors import BackendMissing, BadInput, ConversionFailed, ModelportError, ValidationFailed
+from .formats.base import load_object
 from .loading import load_source
 from .options import PackageOptions, Progress
 from .placement import place
@@ -34,9 +35,14 @@ if TYPE_CHECKING:
     import numpy as np
 
 SCHEMA = "modelport.bundle/1"
-PACKAGEABLE = ("tflite", "onnx", "ort", "tfjs")  # targets with a standalone runner (Python; Node for tfjs)
-RUNTIME_PACKAGES = {"tflite": "ai-edge-litert (or tflite-runtime)", "onnx": "onnxruntime", "ort": "onnxruntime",
+# What each standalone runner needs (a format declares its runner: TargetSpec.bundle_runtime).
+RUNTIME_PACKAGES = {"litert": "ai-edge-litert (or tflite-runtime)", "onnxruntime": "onnxruntime",
                     "tfjs": "@tensorflow/tfjs (Node.js)"}
+
+
+def packageable(registry: Registry) -> list[str]:
+    """The targets a bundle can carry: those whose format declares a standalone runner."""
+    return [t for t in registry.targets() if (spec := registry.spec(t).target) is not None and spec.bundle_runtime]
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
 _EPOCH_ZIP = (1980, 1, 1, 0, 0, 0)           # the earliest time a zip entry can hold
 _RUNNER = Path(__file__).resolve().parent / "bundle" / "run.py"
@@ -58,9 +64,9 @@ def package(model: str, options: PackageOptions, progress: Progress | None = Non
 
     registry = registry or default()
     target = options.targets[0] if len(options.targets) == 1 else None
-    if target not in PACKAGEABLE:
-        raise BadInput(f"package takes one --target of: {', '.join(PACKAGEABLE)} (got {', '.join(options.targets)}).",
-                       "Pass e.g. --target tflite.")
+    if target not in packageable(registry):
+        raise BadInput(f"package takes one --target of: {', '.join(packageable(registry))} (got "
+                       f"{', '.join(options.targets)}).", "Pass one of those.")
     bundle = options.bundle or Path("modelport-out") / f"{Path(model).name.split('.')[0]}-{target}"
     _check_bundle_path(bundle, Path(model))
     if options.labels is not None and not options.labels.is_file():
@@ -152,7 +158,8 @@ def _write_bundle(stage: Path, model: str, source: Any, result: ConvertResult, i
     artifact = item.artifact
     assert artifact is not None and item.path is not None
     spec = registry.spec(item.target).target
-    assert spec is not None
+    assert spec is not None and spec.bundle_runtime is not None
+    runtime = spec.bundle_runtime
     model_file = item.path.name
     if item.path.is_dir():  # a TF.js model is a folder (model.json and its weight shards)
         shutil.copytree(item.path, stage / model_file)
@@ -165,7 +172,7 @@ def _write_bundle(stage: Path, model: str, source: Any, result: ConvertResult, i
         if companion.exists():
             shutil.copyfile(companion, stage / companion.name)
     quantization: dict[str, dict] = {}
-    if item.target == "tflite":  # LiteRT I/O may be integers: the runner quantizes with the file's own params
+    if runtime == "litert":  # LiteRT I/O may be integers: the runner quantizes with the file's own params
         from .sources.tflite import read_flatbuffer
 
         facts = read_flatbuffer(item.path)
@@ -177,7 +184,7 @@ def _write_bundle(stage: Path, model: str, source: Any, result: ConvertResult, i
         arrays.update({f"input/{index}/{name}": value for name, value in inputs.items()})
         arrays.update({f"output/{index}/{name}": value for name, value in outputs.items()})
     write_npz(stage / "golden.npz", arrays)
-    if item.target == "tfjs":  # Node reads JSON, not .npz
+    if runtime == "tfjs":  # Node reads JSON, not .npz
         (stage / "golden.json").write_text(json.dumps(_golden_json(feeds, expected), sort_keys=True) + "\n")
     labels = None
     if options.labels is not None:
@@ -186,7 +193,9 @@ def _write_bundle(stage: Path, model: str, source: Any, result: ConvertResult, i
     packages = environment(1)["packages"]
     manifest = {
         "schema": SCHEMA, "model": model_file, "format": item.target,
-        "runtime": RUNTIME_PACKAGES[item.target],
+        "runtime": RUNTIME_PACKAGES[runtime], "runtime_kind": runtime,
+        # Session settings the format's own runner uses (e.g. how onnxruntime must read the file).
+        "session_config": dict(getattr(load_object(spec.runner), "session_config", {}) or {}),
         "source": {"name": Path(model).name, "format": result.source.get("format"),
                    "framework": result.source.get("framework"), "sha256": result.source.get("sha256")},
         "layout": artifact.layout,
@@ -203,11 +212,11 @@ def _write_bundle(stage: Path, model: str, source: Any, result: ConvertResult, i
                                     "top1_agreement": o.top1_agreement}
                                    for o in (item.numeric.outputs if item.numeric else [])]},
         "golden": {"file": "golden.npz", "samples": len(feeds), "from": "the source model",
-                   **({"json": "golden.json"} if item.target == "tfjs" else {}),
+                   **({"json": "golden.json"} if runtime == "tfjs" else {}),
                    "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol, "min_cosine": tolerance.min_cosine}},
     }
     (stage / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_plain) + "\n")
-    if item.target == "tfjs":
+    if runtime == "tfjs":
         from .targets.tfjs import tfjs_version
 
         shutil.copyfile(_NODE_RUNNER, stage / "run.js")
@@ -272,8 +281,8 @@ Made by modelport from `{manifest['source']['name']}` (sha256 `{manifest['source
 **{validation['status']}** on {validation['samples']} samples.
 
 Files: `{manifest['model']}` (the model), `modelport.json` (what everything here is), `golden.npz`
-(inputs and the source model's outputs for them), `run.{'js' if manifest['format'] == 'tfjs' else 'py'}` (a runner
-needing only {'Node.js and ' if manifest['format'] == 'tfjs' else 'numpy and '}{manifest['runtime']}){', `' + manifest['labels'] + '` (labels)' if manifest['labels'] else ''}.
+(inputs and the source model's outputs for them), `run.{'js' if manifest['runtime_kind'] == 'tfjs' else 'py'}` (a runner
+needing only {'Node.js and ' if manifest['runtime_kind'] == 'tfjs' else 'numpy and '}{manifest['runtime']}){', `' + manifest['labels'] + '` (labels)' if manifest['labels'] else ''}.
 
 {_usage(manifest)}
 
@@ -288,7 +297,7 @@ Preprocessing: {manifest['preprocessing'] or 'none recorded'}.
 
 
 def _usage(manifest: dict[str, Any]) -> str:
-    if manifest["format"] == "tfjs":
+    if manifest["runtime_kind"] == "tfjs":
         return ("```\nnpm install          # @tensorflow/tfjs, the version it was validated with\n"
                 "node run.js --selftest   # replays the golden vectors; exit 1 if the outputs drifted\n```")
     return (f"```\npip install numpy {manifest['runtime'].split(' ')[0]}\n"

@@ -34,7 +34,7 @@ class Model:
     def __init__(self, manifest: dict, threads: int | None = None) -> None:
         self.manifest = manifest
         path = HERE / manifest["model"]
-        if manifest["format"] == "tflite":
+        if manifest["runtime_kind"] == "litert":
             try:
                 from ai_edge_litert.interpreter import Interpreter
             except ImportError:
@@ -51,8 +51,8 @@ class Model:
             options = ort.SessionOptions()
             if threads:
                 options.intra_op_num_threads = threads
-            if manifest["format"] == "ort":
-                options.add_session_config_entry("session.load_model_format", "ORT")
+            for key, value in manifest.get("session_config", {}).items():  # e.g. how to read the file
+                options.add_session_config_entry(key, value)
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self._run = self._run_onnxruntime
 

@@ -127,10 +127,16 @@ def fail_on(result: Any, prefix: str = "") -> None:
 
 
 def registry_choices(kind: str) -> list[str]:
-    """CLI choices derived from the format registry: "targets" or "frameworks"."""
+    """CLI choices derived from the format registry: "targets", "frameworks", or "bundles" (targets
+    whose format declares a standalone runner for `package`)."""
     from ..registry import default
 
-    return default().targets() if kind == "targets" else default().frameworks()
+    registry = default()
+    if kind == "bundles":
+        from ..packaging import packageable
+
+        return packageable(registry)
+    return registry.targets() if kind == "targets" else registry.frameworks()
 
 
 def positive(name: str, value: int) -> int:

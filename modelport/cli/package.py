@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from ._common import Progress, handle_errors, limit_options, parse_many, positive
+from ._common import Progress, handle_errors, limit_options, parse_many, positive, registry_choices
 
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("model")
-@click.option("--target", required=True, type=click.Choice(["tflite", "onnx", "ort", "tfjs"]),
+@click.option("--target", required=True, type=click.Choice(registry_choices("bundles")),
               help="What the device runs: the bundle's model format.")
 @click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None,
               help="The bundle: a folder, or a .zip / .tar.gz by suffix [default: ./modelport-out/<name>-<target>].")

@@ -115,6 +115,7 @@ class TargetSpec:
     isolate: bool = False           # run in a clean child process (see targets/isolated.py)
     precisions: tuple[str, ...] = ("none",)  # --quantize choices modelport can make for this target
     quantizer: str | None = None    # "module:function" (artifact, workdir, ctx) applying --quantize to the artifact
+    bundle_runtime: str | None = None  # the standalone runner a `package` bundle ships: litert | onnxruntime | tfjs
     companions: bool = False        # files written beside the artifact belong to it (sidecar configs)
 
     def tolerance(self, precision: str) -> Tolerance:

@@ -90,7 +90,8 @@ FORMAT = FormatSpec(
     requirement=Requirement("onnx", modules=("onnxruntime",)),
     detect="modelport.formats.ort:detect",
     target=TargetSpec(runner="modelport.formats.ort:OrtFormatRunner", file_name="model.ort",
-                      tolerances=QUANTIZED_TOLERANCES, precisions=("none", "fp16", "dynamic", "int8")),
+                      tolerances=QUANTIZED_TOLERANCES, precisions=("none", "fp16", "dynamic", "int8"),
+                      bundle_runtime="onnxruntime"),
     packages=("onnxruntime",),
 )
 

@@ -21,7 +21,8 @@ FORMAT = FormatSpec(
                             versions="modelport.targets.tfjs:runtime_versions"),
     detect="modelport.formats.tfjs:detect",
     target=TargetSpec(runner="modelport.targets.tfjs:TfjsRunner", file_name="tfjs",
-                      tolerances={"none": Tolerance(1e-4, 1e-3), "fp16": Tolerance(1e-2, 1e-2)}),
+                      tolerances={"none": Tolerance(1e-4, 1e-3), "fp16": Tolerance(1e-2, 1e-2)},
+                      bundle_runtime="tfjs"),
     describe="modelport.describe:describe_tfjs",
     packages=("tensorflowjs",),
 )

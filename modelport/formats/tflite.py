@@ -21,6 +21,6 @@ FORMAT = FormatSpec(
     describe="modelport.sources.tflite:describe",
     target=TargetSpec(runner="modelport.targets.tflite:LiteRTRunner", file_name="model.tflite",
                       tolerances=QUANTIZED_TOLERANCES, isolate=True,
-                      precisions=("none", "fp16", "dynamic", "int8")),
+                      precisions=("none", "fp16", "dynamic", "int8"), bundle_runtime="litert"),
     packages=("ai-edge-litert", "tflite-runtime"),
 )
