@@ -12,7 +12,6 @@ import io
 import json
 import os
 import shutil
-import stat
 import tarfile
 import tempfile
 import zipfile
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .artifact import Artifact, sha256_of
 from .bundles import MANIFEST, archive_kind
-from .errors import BackendMissing, BadInput, ConversionFailed, ModelportError, ValidationFailed
+from .errors import BackendMissing, BadInput, ConversionFailed, ValidationFailed
 from .formats.base import load_object
 from .loading import load_source
 from .options import PackageOptions, Progress
@@ -60,7 +59,7 @@ class PackageResult:
 def package(model: str, options: PackageOptions, progress: Progress | None = None,
             registry: Registry | None = None) -> PackageResult:
     """Convert MODEL to `options.targets[0]`, validate it, and write the bundle."""
-    from .pipeline import _calibration, _check_precision, _convert_loaded
+    from .pipeline import calibration_for, check_precision, comparison_feeds, convert_loaded
 
     registry = registry or default()
     target = options.targets[0] if len(options.targets) == 1 else None
@@ -71,7 +70,7 @@ def package(model: str, options: PackageOptions, progress: Progress | None = Non
     _check_bundle_path(bundle, Path(model))
     if options.labels is not None and not options.labels.is_file():
         raise BadInput(f"--labels '{options.labels}' is not a file.", "Pass a text file with one label per line.")
-    _check_precision(options, registry)
+    check_precision(options, registry)
     if progress:
         progress("start", f"Loading {model}")
     source = load_source(model, options.load_options(), framework=options.framework, registry=registry)
@@ -79,17 +78,13 @@ def package(model: str, options: PackageOptions, progress: Progress | None = Non
         with tempfile.TemporaryDirectory(prefix="modelport-package-") as scratch_root:
             scratch = Path(scratch_root)
             converted = replace(options, targets=(target,), output_dir=scratch / "converted", validate=True)
-            result = _convert_loaded(model, source, converted, progress, registry)
+            calibration = calibration_for(source, converted) if options.quantize == "int8" else None
+            result = convert_loaded(model, source, converted, progress, registry, calibration)
             item = result.targets[0]
             _require_good(item)
             assert item.artifact is not None and item.path is not None
-            calibration = _calibration(source, converted) if options.quantize == "int8" else None
-            feeds = (calibration.held_out if calibration and calibration.held_out and options.sample_inputs is None
-                     else None)
-            if not feeds:
-                from .validators.validate import sample_feeds
-
-                feeds = sample_feeds(source, options)
+            # The golden vectors are the samples the model was validated on.
+            feeds = comparison_feeds(source, converted, calibration)
             if progress:
                 progress("start", "Writing golden vectors")
             expected = [source.run(f) for f in feeds]
@@ -250,6 +245,14 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
+def _zip_entry(name: str) -> zipfile.ZipInfo:
+    """A zip entry that depends on nothing but its name: fixed time and mode, deflated."""
+    info = zipfile.ZipInfo(name, date_time=_EPOCH_ZIP)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
+
+
 def write_npz(path: Path, arrays: dict[str, Any]) -> None:
     """numpy.savez, but byte-identical for the same arrays (numpy stamps each entry with the time)."""
     import numpy as np
@@ -258,10 +261,7 @@ def write_npz(path: Path, arrays: dict[str, Any]) -> None:
         for name in sorted(arrays):
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH_ZIP)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, buffer.getvalue())
+            archive.writestr(_zip_entry(f"{name}.npy"), buffer.getvalue())
 
 
 def _readme(manifest: dict[str, Any]) -> str:
@@ -328,10 +328,7 @@ def write_archive(folder: Path, path: Path, kind: str) -> None:
     if kind == "zip":
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
             for file in files:
-                info = zipfile.ZipInfo(file.relative_to(folder).as_posix(), date_time=_EPOCH_ZIP)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, file.read_bytes())
+                archive.writestr(_zip_entry(file.relative_to(folder).as_posix()), file.read_bytes())
         return
     with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped, \
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
@@ -343,4 +340,4 @@ def write_archive(folder: Path, path: Path, kind: str) -> None:
                 archive.addfile(entry, handle)
 
 
-__all__ = ["ModelportError", "PackageResult", "package", "write_archive"]
+__all__ = ["PackageResult", "package", "write_archive"]

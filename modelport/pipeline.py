@@ -40,7 +40,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
     for name in options.targets:
         if name not in known and name != "all":
             raise BadInput(f"Unknown target '{name}'.", f"Targets: {', '.join(known)}, or all.")
-    _check_precision(options, registry)
+    check_precision(options, registry)
     output = options.output_dir or default_output_dir(source)
     # (an entry point's .py file is code, not a model file an output could overwrite)
     check_output_dir(output, None if registry.detect(source).format == ENTRY_KIND else Path(source))
@@ -48,13 +48,15 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
     model = load_source(source, options.load_options(), framework=options.framework, registry=registry)
     try:
         _notify(progress, "done", f"Loaded {model.format} model")
-        return _convert_loaded(source, model, options, progress, registry)
+        return convert_loaded(source, model, options, progress, registry)
     finally:
         model.close()
 
 
-def _convert_loaded(source: str, model: SourceModel, options: ConvertOptions, progress: Progress | None,
-                    registry: Registry) -> ConvertResult:
+def convert_loaded(source: str, model: SourceModel, options: ConvertOptions, progress: Progress | None,
+                   registry: Registry, calibration: CalibrationSet | None = None) -> ConvertResult:
+    """`convert` on a model already loaded (package and quantize-doctor load it once for their own
+    use too); `calibration`: the int8 set when the caller has read it already."""
     _check_before_converting(model, options)
     result = ConvertResult(source=describe_loaded(model, source))
     out_dir = options.output_dir or default_output_dir(source)
@@ -71,7 +73,8 @@ def _convert_loaded(source: str, model: SourceModel, options: ConvertOptions, pr
             from .converters.onnx_opset import convert_opset
 
             origin = convert_opset(origin, options.opset, scratch)
-        calibration = _calibration(model, options) if options.quantize == "int8" else None
+        if options.quantize == "int8" and calibration is None:
+            calibration = calibration_for(model, options)
         if calibration is not None:
             ctx.calibration = calibration.samples
             result.calibration = calibration.to_json()
@@ -88,9 +91,8 @@ def _convert_loaded(source: str, model: SourceModel, options: ConvertOptions, pr
                                                registry))
         result.converter_runs = dict(ctx.runs)
         if options.validate:
-            # int8 is judged on the held-out part of the user's data, not on noise (unless --inputs).
-            held_out = calibration.held_out[:_MAX_HELD_OUT] if calibration and options.sample_inputs is None else None
-            validate_targets(model, result.targets, options, progress, registry=registry, feeds=held_out or None)
+            validate_targets(model, result.targets, options, progress, registry=registry,
+                             feeds=comparison_feeds(model, options, calibration))
             if calibration is not None and calibration.origin == RANDOM:
                 _mark_unverified(result.targets)
     return result
@@ -99,12 +101,23 @@ def _convert_loaded(source: str, model: SourceModel, options: ConvertOptions, pr
 _MAX_HELD_OUT = 64
 
 
+def comparison_feeds(model: SourceModel, options: ConvertOptions,
+                     calibration: CalibrationSet | None) -> list[dict[str, Any]]:
+    """The samples a converted model is judged on: int8 on the held-out part of the user's
+    calibration data, not on noise (unless --inputs gives real samples); else `sample_feeds`."""
+    if calibration is not None and calibration.held_out and options.sample_inputs is None:
+        return calibration.held_out[:_MAX_HELD_OUT]
+    from .validators.validate import sample_feeds
+
+    return sample_feeds(model, options)
+
+
 def _precisions(target: str, registry: Registry) -> tuple[str, ...]:
     spec = registry.spec(target).target
     return spec.precisions if spec is not None else ("none",)
 
 
-def _check_precision(options: ConvertOptions, registry: Registry) -> None:
+def check_precision(options: ConvertOptions, registry: Registry) -> None:
     """Refuse before any work a precision a target cannot have, or int8 without calibration data."""
     if options.quantize == "none":
         return
@@ -185,12 +198,12 @@ def _check_before_converting(model: SourceModel, options: ConvertOptions) -> Non
                        f"Its outputs: {', '.join(known)}.")
 
 
-def _calibration(model: SourceModel, options: ConvertOptions) -> CalibrationSet:
+def calibration_for(model: SourceModel, options: ConvertOptions) -> CalibrationSet:
     """int8 calibration samples: the user's data (a part held out to judge the result), or seeded
     noise when asked for by name."""
     from .calibration import Preprocess, load_calibration
 
-    assert options.calibration_data is not None  # _check_precision refused int8 without it
+    assert options.calibration_data is not None  # check_precision refused int8 without it
     ranges = {r.name: r for r in options.input_ranges}
     preprocess = Preprocess.parse(options.preprocess) if options.preprocess else None
     return load_calibration(options.calibration_data, list(model.inputs), preprocess, seed=options.seed,

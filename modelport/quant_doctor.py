@@ -87,7 +87,7 @@ class DoctorResult:
 def diagnose(source: str, options: DoctorOptions, progress: Progress | None = None,
              registry: Registry | None = None) -> DoctorResult:
     from .converters.onnx_quantize import quantize_onnx
-    from .pipeline import _calibration, _check_precision, _convert_loaded
+    from .pipeline import calibration_for, check_precision, convert_loaded
     from .validators.validate import to_artifact_feeds
 
     registry = registry or default()
@@ -95,18 +95,18 @@ def diagnose(source: str, options: DoctorOptions, progress: Progress | None = No
         raise BadInput(f"quantize-doctor works on --to onnx in this version (got {', '.join(options.targets)}).",
                        "Run it with --to onnx: its per-layer ranking is the ONNX model's.")
     options = replace(options, quantize="int8")
-    _check_precision(options, registry)
+    check_precision(options, registry)
     budget = _keep_float_budget(options.keep_float)
     target = options.min_cosine if options.min_cosine is not None else AUTO_MIN_COSINE
     model = load_source(source, options.load_options(), framework=options.framework, registry=registry)
     try:
-        calibration = _calibration(model, options)
+        calibration = calibration_for(model, options)
         with tempfile.TemporaryDirectory(prefix="modelport-doctor-") as scratch_root:
             scratch = Path(scratch_root)
             if progress:
                 progress("start", "Exporting the float ONNX model")
             floated = replace(options, quantize="none", validate=False, output_dir=scratch / "float")
-            item = _convert_loaded(source, model, floated, None, registry).targets[0]
+            item = convert_loaded(source, model, floated, None, registry).targets[0]
             if item.artifact is None or item.path is None:
                 raise BadInput(f"The model could not be exported to ONNX: {item.error}", "See `modelport convert`.")
             artifact = item.artifact.with_(path=item.path)

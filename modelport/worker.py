@@ -28,13 +28,13 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ._channel import recv, send
 from .errors import ModelportError, ModelProcessDied, TimedOut, UnexpectedError
+from .options import Progress
 from .safety import default_memory_budget, is_allocation_failure, over_budget
 
-Progress = Callable[[str, str], None]
 _LOG_LINES = 200  # the tail of the worker's log kept to explain how it died
 
 
