@@ -116,6 +116,8 @@ class TargetSpec:
     precisions: tuple[str, ...] = ("none",)  # --quantize choices modelport can make for this target
     quantizer: str | None = None    # "module:function" (artifact, workdir, ctx) applying --quantize to the artifact
     bundle_runtime: str | None = None  # the standalone runner a `package` bundle ships: litert | onnxruntime | tfjs
+    layer_debugger: str | None = None  # "module:function" opening its int8 LayerDebugger (quantize-doctor)
+    layer_debug_from: str | None = None  # the float format that debugger starts from
     companions: bool = False        # files written beside the artifact belong to it (sidecar configs)
 
     def tolerance(self, precision: str) -> Tolerance:

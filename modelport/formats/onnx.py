@@ -27,7 +27,8 @@ FORMAT = FormatSpec(
     source=SourceSpec(loader="modelport.sources.onnx:load", framework="onnx"),
     target=TargetSpec(runner="modelport.targets.onnx:OnnxRuntimeRunner", file_name="model.onnx",
                       tolerances=QUANTIZED_TOLERANCES, precisions=("none", "fp16", "dynamic", "int8"),
-                      quantizer="modelport.converters.onnx_quantize:quantize_artifact", bundle_runtime="onnxruntime"),
+                      quantizer="modelport.converters.onnx_quantize:quantize_artifact", bundle_runtime="onnxruntime",
+                      layer_debugger="modelport.converters.onnx_layer_debug:open_debugger", layer_debug_from="onnx"),
     describe="modelport.sources.onnx:describe",
     packages=("onnx", "onnxruntime"),
 )

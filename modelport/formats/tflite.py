@@ -21,6 +21,8 @@ FORMAT = FormatSpec(
     describe="modelport.sources.tflite:describe",
     target=TargetSpec(runner="modelport.targets.tflite:LiteRTRunner", file_name="model.tflite",
                       tolerances=QUANTIZED_TOLERANCES, isolate=True,
-                      precisions=("none", "fp16", "dynamic", "int8"), bundle_runtime="litert"),
+                      precisions=("none", "fp16", "dynamic", "int8"), bundle_runtime="litert",
+                      layer_debugger="modelport.converters.tflite_layer_debug:open_debugger",
+                      layer_debug_from="savedmodel"),
     packages=("ai-edge-litert", "tflite-runtime"),
 )
