@@ -299,7 +299,9 @@ Preprocessing: {manifest['preprocessing'] or 'none recorded'}.
 def _usage(manifest: dict[str, Any]) -> str:
     if manifest["runtime_kind"] == "tfjs":
         return ("```\nnpm install          # @tensorflow/tfjs, the version it was validated with\n"
-                "node run.js --selftest   # replays the golden vectors; exit 1 if the outputs drifted\n```")
+                "node run.js --selftest   # replays the golden vectors; exit 1 if the outputs drifted\n"
+                "node run.js --inputs in.json -o out.json\n"
+                "    # in.json: {\"<input>\": {\"shape\": [...], \"dtype\": \"float32\", \"values\": [...]}}\n```")
     return (f"```\npip install numpy {manifest['runtime'].split(' ')[0]}\n"
             "python run.py --selftest               # replays the golden vectors; exit 1 if the outputs drifted\n"
             "python run.py --inputs x.npz -o y.npz  # named inputs in, named outputs out\n```")

@@ -1,7 +1,10 @@
 // Run the TF.js model of this bundle, standalone: Node.js and @tensorflow/tfjs (pure JS, CPU
 // backend) are all it needs (`npm install` here installs the version modelport validated with).
 //
-//   node run.js --selftest    replay the golden vectors; exit 1 if the outputs drifted
+//   node run.js --selftest                 replay the golden vectors; exit 1 if the outputs drifted
+//   node run.js --inputs in.json -o out.json
+//       named inputs in: {"x": {"shape": [1, 3], "dtype": "float32", "values": [...]}} (or, as in
+//       golden.json, "data": base64 of the little-endian array); named outputs out, with "values"
 //
 // Inputs and outputs are named and laid out as the original (source) model's: this script applies
 // the layout change recorded in modelport.json, as modelport did when it validated the model.
@@ -22,6 +25,10 @@ const WIRE = { float32: 'float32', float64: 'float32', float16: 'float32', int64
   int16: 'int32', int8: 'int32', uint8: 'int32', bool: 'bool' };
 
 function decode(entry) {
+  if (entry.values !== undefined) {
+    const dtype = entry.dtype || 'float32';
+    return { values: DTYPES[dtype].from(entry.values.flat(Infinity)), shape: entry.shape, dtype };
+  }
   const bytes = Buffer.from(entry.data, 'base64');
   const copy = new Uint8Array(bytes).buffer;  // aligned for the typed array
   return { values: new DTYPES[entry.dtype](copy), shape: entry.shape, dtype: entry.dtype };
@@ -54,14 +61,36 @@ async function predict(model, io, manifest, inputs) {
   return outputs;
 }
 
-async function selftest() {
+async function open() {
   const manifest = JSON.parse(fs.readFileSync(path.join(HERE, 'modelport.json'), 'utf8'));
-  const golden = JSON.parse(fs.readFileSync(path.join(HERE, manifest.golden.json), 'utf8'));
-  const tolerance = manifest.golden.tolerance;
   await tf.setBackend('cpu');
   await tf.ready();
   const model = await tf.loadGraphModel(fileHandler(path.join(HERE, manifest.model)));
-  const io = describe(model);
+  return { manifest, model, io: describe(model) };
+}
+
+async function runInputs(inputPath, outputPath) {
+  const { manifest, model, io } = await open();
+  const given = JSON.parse(fs.readFileSync(inputPath, 'utf8'));
+  const missing = manifest.inputs.map((spec) => spec.name).filter((name) => !(name in given));
+  if (missing.length) {
+    quiet(`error: ${inputPath} lacks input(s) ${missing.join(', ')}; the model's inputs are `
+      + `${manifest.inputs.map((spec) => `${spec.name} ${JSON.stringify(spec.shape)}`).join(', ')}`);
+    return 2;
+  }
+  const inputs = Object.fromEntries(Object.entries(given).map(([k, v]) => [k, decode(v)]));
+  const outputs = await predict(model, io, manifest, inputs);
+  const written = Object.fromEntries(Object.entries(outputs).map(([name, out]) => [name,
+    { shape: out.shape, dtype: 'float32', values: Array.from(out.values, Number) }]));
+  const text = JSON.stringify(written);
+  if (outputPath) fs.writeFileSync(outputPath, text); else process.stdout.write(`${text}\n`);
+  return 0;
+}
+
+async function selftest() {
+  const { manifest, model, io } = await open();
+  const golden = JSON.parse(fs.readFileSync(path.join(HERE, manifest.golden.json), 'utf8'));
+  const tolerance = manifest.golden.tolerance;
   let worst = 0;
   for (let index = 0; index < golden.length; index += 1) {
     const inputs = Object.fromEntries(Object.entries(golden[index].inputs).map(([k, v]) => [k, decode(v)]));
@@ -89,9 +118,17 @@ async function selftest() {
   return worst;
 }
 
+function option(name) {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? process.argv[at + 1] : undefined;
+}
+
+const fail = (error) => { quiet(`error: ${error && error.message ? error.message : error}`); process.exit(2); };
 if (process.argv.includes('--selftest')) {
-  selftest().then((code) => process.exit(code), (error) => { quiet(String(error)); process.exit(2); });
+  selftest().then((code) => process.exit(code), fail);
+} else if (option('--inputs')) {
+  runInputs(option('--inputs'), option('-o') || option('--output')).then((code) => process.exit(code), fail);
 } else {
-  quiet('usage: node run.js --selftest');
+  quiet('usage: node run.js --selftest | node run.js --inputs in.json [-o out.json]');
   process.exit(2);
 }

@@ -194,6 +194,28 @@ def test_a_tfjs_bundle_runs_on_node_alone_and_fails_on_a_changed_weight(models, 
 
     passed = selftest()
     assert passed.returncode == 0 and "selftest passed" in passed.stdout, passed.stdout + passed.stderr
+
+    # A user's own inputs, as JSON values, in the source model's names and layout; the outputs
+    # match what the source model gave for the same inputs (the golden vectors, read with numpy).
+    with np.load(device / "golden.npz") as golden:
+        arrays = dict(golden)
+    inputs = {k.removeprefix("input/0/"): v for k, v in arrays.items() if k.startswith("input/0/")}
+    expected = {k.removeprefix("output/0/"): v for k, v in arrays.items() if k.startswith("output/0/")}
+    assert inputs and expected, sorted(arrays)
+    (device / "in.json").write_text(json.dumps(
+        {k: {"shape": list(v.shape), "dtype": str(v.dtype), "values": v.ravel().tolist()} for k, v in inputs.items()}))
+    ran = subprocess.run(["node", "run.js", "--inputs", "in.json", "-o", "out.json"], cwd=device, capture_output=True,
+                         text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
+    assert ran.returncode == 0, ran.stderr
+    produced = json.loads((device / "out.json").read_text())
+    for name, want in expected.items():
+        got = np.array(produced[name]["values"], np.float32).reshape(produced[name]["shape"])
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+    (device / "bad.json").write_text("{}")
+    refused = subprocess.run(["node", "run.js", "--inputs", "bad.json"], cwd=device, capture_output=True, text=True,
+                             env=env, timeout=300, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "lacks input(s)" in refused.stderr, refused.stderr
+
     shard = sorted((device / "tfjs").glob("*.bin"))[0]
     weights = np.frombuffer(shard.read_bytes(), np.float32).copy()
     weights[np.argmax(np.abs(weights))] += 10.0  # one weight, changed
