@@ -11,7 +11,8 @@ install: $(STAMP)
 # The tested stack of shared/STACK.md, pinned by constraints.txt. Two pip calls: tensorflowjs and
 # onnx2torch declare requirements that cannot resolve beside onnx2tf 1.29 (see STACK.md), so they
 # are installed without their dependencies; modelport stubs the parts they would need.
-$(STAMP): pyproject.toml constraints.txt modelport/targets/tfjs_runner/package-lock.json
+$(STAMP): pyproject.toml constraints.txt modelport/targets/tfjs_runner/package-lock.json \
+		$(wildcard modelport/toolchains/*/requirements.lock)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" 
 	$(BIN)/python -m pip install -c constraints.txt torch==2.13.0 onnx2tf==1.29.24 tf2onnx==1.17.0 \
@@ -22,6 +23,8 @@ $(STAMP): pyproject.toml constraints.txt modelport/targets/tfjs_runner/package-l
 	$(BIN)/python -m pip install -c constraints.txt --no-deps --no-build-isolation -e .
 	# The TF.js runner's Node packages, exactly as locked (pure JS: nothing native is downloaded).
 	npm ci --prefix modelport/targets/tfjs_runner --no-audit --no-fund --loglevel=error
+	# Converters in their own environments (docs/toolchains.md), where their Python exists.
+	$(BIN)/modelport toolchain install --defaults
 	touch $(STAMP)
 
 demo: install

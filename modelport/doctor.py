@@ -9,6 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from .formats.base import load_object
+from .toolchains import declared, state
 from .registry import Registry, default
 
 
@@ -50,6 +51,14 @@ def diagnose(registry: Registry | None = None) -> dict[str, Any]:
                          "converters": {k: v["works"] for k, v in into.items()}}
     return {"python": platform.python_version(), "platform": platform.platform(), "backends": backends,
             "sources": sources, "targets": targets,
-            "edges": [{"name": e.name, "from": e.src, "to": e.dst, "extra": e.requirement.extra,
-                       "works": e.requirement.problem(e.name) is None} for e in registry.edges],
+            "edges": [_edge(e) for e in registry.edges],
+            "toolchains": [{**state(t).to_json(), "description": t.description, "python_version": t.python}
+                           for t in declared().values()],
             "plugins": {"problems": registry.problems}}
+
+
+def _edge(edge: Any) -> dict[str, Any]:
+    problem = edge.requirement.problem(edge.name)
+    return {"name": edge.name, "from": edge.src, "to": edge.dst, "extra": edge.requirement.extra,
+            "toolchain": edge.requirement.toolchain, "works": problem is None,
+            "install": (problem.hint or "").removeprefix("Install it with: ") if problem is not None else None}

@@ -56,6 +56,7 @@ class ConvertOptions(ValidationOptions):
     framework: str | None = None
     opset: int | None = None
     via: tuple[str, ...] = ()
+    converters: tuple[str, ...] = ()   # --converter: only paths through these edges (where a path has one)
     keep_layout: bool = False
     simplify: bool = False
     quantize: str = "none"                    # none | fp16 | dynamic | int8

@@ -151,8 +151,7 @@ def _missing_backend(target: str, src_node: str, options: ConvertOptions,
         problem = spec.requirement.problem(f"to run {target} models")
         if problem is not None:
             return problem
-    paths = [graph.plan(src_node, target, options.via, registry)] if options.via else (
-        graph.alternatives(src_node, target, registry=registry) or [graph.plan(src_node, target, (), registry)])
+    paths = candidate_paths(src_node, target, options, registry)
     first: BackendMissing | None = None
     for edges in paths:
         problems = [p for e in edges if (p := e.requirement.problem(f"for {e.name}")) is not None]
@@ -176,7 +175,9 @@ def explain(source: str, options: ConvertOptions, registry: Registry | None = No
     plans = {}
     for target in targets:
         try:
-            plans[target] = graph.explain(node, target, options.via, registry)
+            edges = _usable_first(candidate_paths(node, target, options, registry))[0]
+            plans[target] = " -> ".join([node, *(e.dst for e in edges)]) + (
+                f"  ({', '.join(e.name for e in edges)})" if edges else "")
         except BadInput as exc:
             plans[target] = f"unreachable: {exc.message}"
     return plans
@@ -208,6 +209,29 @@ def calibration_for(model: SourceModel, options: ConvertOptions) -> CalibrationS
     preprocess = Preprocess.parse(options.preprocess) if options.preprocess else None
     return load_calibration(options.calibration_data, list(model.inputs), preprocess, seed=options.seed,
                             random_count=options.calibration_samples, ranges=ranges)
+
+
+def candidate_paths(src_node: str, target: str, options: ConvertOptions, registry: Registry) -> list[list[Edge]]:
+    """The paths `convert` tries for `target`, cheapest first: the one --via forces, else the
+    alternatives; with --converter, only those through the named converters (where any is)."""
+    paths = [graph.plan(src_node, target, options.via, registry)] if options.via else (
+        graph.alternatives(src_node, target, registry=registry) or [graph.plan(src_node, target, (), registry)])
+    if options.converters:
+        known = {e.name for e in registry.edges}
+        unknown = [c for c in options.converters if c not in known]
+        if unknown:
+            raise BadInput(f"--converter names '{unknown[0]}', which is not a converter of this modelport.",
+                           f"Converters: {', '.join(sorted(known))} (see `modelport doctor`).")
+        through = [p for p in paths if any(e.name in options.converters for e in p)]
+        paths = through or paths
+    return paths
+
+
+def _usable_first(paths: list[list[Edge]]) -> list[list[Edge]]:
+    """The paths whose converters are all installed (a toolchain edge is preferred only where it is
+    built); the others only if none is, so the error names what to install."""
+    usable = [p for p in paths if all(e.requirement.problem(e.name) is None for e in p)]
+    return usable or paths
 
 
 def _run_path(edges: list[Edge], src_node: str, options: ConvertOptions, ctx: EdgeContext,
@@ -256,8 +280,7 @@ def _convert_one(name: str, model: SourceModel, src_node: str, out_dir: Path, op
     item = TargetResult(target=name)
     try:
         # --via forces one path; otherwise the cheapest, then the next ones if a converter fails.
-        paths = [graph.plan(src_node, name, options.via, registry)] if options.via else (
-            graph.alternatives(src_node, name, registry=registry) or [graph.plan(src_node, name, (), registry)])
+        paths = _usable_first(candidate_paths(src_node, name, options, registry))
         failures: list[ConversionFailed] = []
         for edges in paths:
             item.plan = (src_node, *(e.dst for e in edges))

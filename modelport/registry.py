@@ -41,6 +41,7 @@ BUILTIN = (
     "modelport.converters.savedmodel2onnx",
     "modelport.converters.tflite2onnx",
     "modelport.converters.onnx2tf",
+    "modelport.converters.onnx2tf2",
     "modelport.converters.savedmodel2tflite",
     "modelport.converters.savedmodel2tfjs",
     "modelport.converters.onnx2torchscript",

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quantize-doctor": ("modelport.cli.quantize_doctor:quantize_doctor",
                         "Rank the layers an int8 model loses accuracy in; try keeping the worst in float."),
     "package": ("modelport.cli.package:package", "Bundle a converted, validated model for a device, with a self-test."),
+    "toolchain": ("modelport.cli.toolchain:toolchain", "List, install or remove the converters' own environments."),
 }
 
 

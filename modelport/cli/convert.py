@@ -27,6 +27,8 @@ from ._common import (Progress, fail_on, handle_errors, limit_options, parse_man
 @click.option("--opset", type=int, default=None, help="ONNX opset to export [default: 17]; converts ONNX sources.")
 @click.option("--via", default=None, metavar="F[,F...]",
               help="Force the path through these formats, e.g. --via onnx,savedmodel.")
+@click.option("--converter", "converters", default=None, metavar="NAME[,NAME...]",
+              help="Use these converters where a path can (e.g. onnx2tf2, onnx2tf); `modelport doctor` lists them.")
 @click.option("--explain", is_flag=True, help="Print the conversion path of each target and stop.")
 @click.option("--keep-layout", is_flag=True,
               help="Keep NCHW inputs on TF targets (onnx2tf transposes to NHWC by default).")
@@ -57,7 +59,8 @@ from ._common import (Progress, fail_on, handle_errors, limit_options, parse_man
 @click.option("-v", "--verbose", is_flag=True, help="Show converter logs and tracebacks.")
 @handle_errors
 def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], input_ranges: tuple[str, ...],
-            framework: str | None, signature: str | None, opset: int | None, via: str | None, explain: bool,
+            framework: str | None, signature: str | None, opset: int | None, via: str | None,
+            converters: str | None, explain: bool,
             keep_layout: bool, simplify: bool, quantize: str, calibration_data: str | None,
             preprocess: str | None, validate: bool, sample_inputs: Path | None, samples: int,
             atol: float | None, rtol: float | None, seed: int, trust_remote_code: bool, threads: int,
@@ -82,6 +85,7 @@ def convert(source: str, to: str, output: Path | None, inputs: tuple[str, ...], 
         targets=tuple(parse_targets(to)), output_dir=output, inputs=parse_many(parse_input, inputs),
         input_ranges=parse_many(parse_input_range, input_ranges), framework=framework, signature=signature, opset=opset,
         via=tuple(v.strip() for v in via.split(",") if v.strip()) if via else (), keep_layout=keep_layout,
+        converters=tuple(c.strip() for c in converters.split(",") if c.strip()) if converters else (),
         simplify=simplify, quantize=quantize, calibration_data=calibration_data, preprocess=preprocess,
         validate=validate,
         sample_inputs=sample_inputs, samples=positive("--samples", samples), atol=atol,

@@ -44,7 +44,15 @@ def doctor(as_json: bool) -> None:
         table.add_column(column)
     for edge in found["edges"]:
         table.add_row(edge["name"], edge["from"], edge["to"],
-                      "[green]yes[/]" if edge["works"] else "[red]no[/]: " + escape(f"pip install 'modelport[{edge['extra']}]'"))
+                      "[green]yes[/]" if edge["works"] else "[red]no[/]: " + escape(edge["install"] or ""))
+    console.print(table)
+    table = Table(title="toolchains (modelport toolchain list|install|remove)", title_justify="left")
+    for column in ("name", "python", "state", "versions"):
+        table.add_column(column)
+    for chain in found["toolchains"]:
+        table.add_row(chain["name"], chain["python_version"] + ("" if chain["python"] else " (not found)"),
+                      "[green]installed[/]" if chain["installed"] else f"[red]{escape(chain['problem'] or '')}[/]",
+                      escape(", ".join(f"{k} {v}" for k, v in chain["versions"].items())) or "-")
     console.print(table)
     for problem in found["plugins"]["problems"]:
         console.print(f"[red]plugin not loaded:[/] {escape(problem)}", highlight=False)

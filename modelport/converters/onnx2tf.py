@@ -268,7 +268,7 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
     # Reading specs only (no invoke) is safe in this process; running happens isolated.
     with LiteRTRunner(target) as runner:
         produced_in, produced_out = runner.inputs, runner.outputs
-    io, layout = _mapping(onnx_artifact, produced_in, produced_out, ctx,
+    io, layout = mapping(onnx_artifact, produced_in, produced_out, ctx,
                           lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
     extra: dict = {"converter": "onnx2tf", "workarounds": workarounds}
     floats = sorted(tflite.parent.glob(TFLITE_FILE["none"])) if ctx.quantize != "none" else []
@@ -297,14 +297,14 @@ def to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> A
             shutil.copyfile(item, target / name)
     with SavedModelRunner(target) as runner:
         produced_in, produced_out = runner.inputs, runner.outputs
-    io, layout = _mapping(onnx_artifact, produced_in, produced_out, ctx, lambda: SavedModelRunner(target))
+    io, layout = mapping(onnx_artifact, produced_in, produced_out, ctx, lambda: SavedModelRunner(target))
     return Artifact(path=target, format="savedmodel", inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "savedmodel"),
                     layout=layout, extra={"converter": "onnx2tf", "workarounds": workarounds,
                                           "signature": "serving_default"})
 
 
-def _mapping(onnx_artifact: Artifact, produced_in: list[TensorSpec], produced_out: list[TensorSpec], ctx: EdgeContext,
+def mapping(onnx_artifact: Artifact, produced_in: list[TensorSpec], produced_out: list[TensorSpec], ctx: EdgeContext,
              open_runner: Callable[[], Runner]) -> tuple[IOMapping, str]:
     channel_last_source = onnx_artifact.layout == "nhwc"
     io, ambiguous = map_io(onnx_artifact, produced_in, produced_out, ctx.keep_layout or channel_last_source)

@@ -75,6 +75,7 @@ class Requirement:
     any_of: tuple[str, ...] = ()                 # at least one of these
     check: str | None = None                     # "module:function" () -> (problem, what to do) | None
     versions: str | None = None                  # "module:function" () -> {name: {"installed", "version"}}
+    toolchain: str | None = None                 # runs in this toolchain (modelport/toolchains/<name>)
 
     def problem(self, purpose: str) -> BackendMissing | None:
         """What is missing, as the error to raise (saying what to install), or None."""
@@ -84,6 +85,12 @@ class Requirement:
         if absent:
             return BackendMissing(f"The Python package '{absent[0]}' is not installed (needed {purpose}).",
                                   f"Install it with: pip install 'modelport[{self.extra}]'")
+        if self.toolchain:
+            from ..toolchains import problem
+
+            missing = problem(self.toolchain, purpose)
+            if missing is not None:
+                return missing
         found = load_object(self.check)() if self.check else None
         return BackendMissing(found[0], found[1]) if found is not None else None
 

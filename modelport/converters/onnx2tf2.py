@@ -1,0 +1,72 @@
+"""ONNX -> TFLite with onnx2tf 2.x's TensorFlow-free `flatbuffer_direct` writer, in its own
+toolchain (Python 3.12, numpy 2: it cannot share modelport's environment; see docs/toolchains.md).
+
+Preferred over onnx2tf 1.29 where the toolchain is installed (a lower cost); 1.29 and the other
+paths remain the fallbacks. Wrapped sharp edges: when lowering fails onnx2tf 2.x retries with
+CUSTOM `ONNX_*` ops and exits 0 with a file LiteRT refuses (here: a failed conversion naming
+those ops); it rewrites its input (it gets a copy); it runs `onnxsim` by command name (the
+toolchain's bin leads PATH); it writes schema files, a float16 model and a correspondence report
+beside the model (only the float32 .tflite leaves the scratch folder); it prints progress bars
+(the log is kept unless --verbose). It turns rank 3-5 inputs channel-last, recorded in the I/O
+mapping as for 1.29.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..artifact import Artifact
+from ..errors import ConversionFailed
+from ..formats.base import Edge, Requirement
+from .base import EdgeContext
+from .onnx2tf import mapping, static_shapes
+
+TOOLCHAIN = "onnx2tf2"
+
+
+def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
+    from .. import toolchains
+    from ..sources.tflite import read_flatbuffer
+    from ..targets.isolated import IsolatedRunner
+    from ..targets.tflite import LiteRTRunner
+
+    if ctx.quantize != "none":
+        raise ConversionFailed(f"modelport runs onnx2tf 2.x for float32 only (asked: {ctx.quantize}).",
+                               "The onnx2tf 1.29 path quantizes.")
+    copy = workdir / "input" / "model.onnx"  # onnx2tf rewrites the file it is given
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_artifact.path, copy)
+    onnx_artifact.copy_beside(copy)  # external data travels with the model
+    out = workdir / "onnx2tf2-out"
+    shutil.rmtree(out, ignore_errors=True)
+    spatial = [s.name for s in onnx_artifact.inputs if len(s.shape or ()) in (3, 4, 5)]
+    keep_nhwc = spatial if onnx_artifact.layout == "nhwc" else []  # already channel-last (from TF)
+    keep_nchw = spatial if ctx.keep_layout and not keep_nhwc else []
+    dynamic = not all(s.is_static for s in onnx_artifact.inputs)
+    ctx.count("onnx2tf2.convert")
+    result = toolchains.run(TOOLCHAIN, "convert.py", {
+        "model": str(copy), "output_dir": str(out), "keep_nchw": keep_nchw, "keep_nhwc": keep_nhwc,
+        # flatbuffer_direct writes static shapes: fix dynamic dims to the sample shape, as recorded
+        "input_shapes": static_shapes(onnx_artifact) if dynamic else None, "seed": ctx.seed}, verbose=ctx.verbose)
+    produced = Path(result.data["tflite"])
+    custom = read_flatbuffer(produced).custom_ops
+    if custom:
+        raise ConversionFailed(f"onnx2tf 2.x could not lower {', '.join(sorted(custom))} to TFLite builtin ops "
+                               "(it wrote CUSTOM ops, which LiteRT cannot run).",
+                               "The onnx2tf 1.29 path is tried next.")
+    target = workdir / "model.tflite"
+    shutil.copyfile(produced, target)
+    with LiteRTRunner(target) as runner:  # specs only; it runs isolated during validation
+        produced_in, produced_out = runner.inputs, runner.outputs
+    io, layout = mapping(onnx_artifact, produced_in, produced_out, ctx,
+                         lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
+    workarounds = [f"fixed dynamic input shapes ({'; '.join(static_shapes(onnx_artifact))})"] if dynamic else []
+    return Artifact(path=target, format="tflite", inputs=tuple(produced_in), outputs=tuple(produced_out),
+                    io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"), layout=layout,
+                    extra={"converter": f"onnx2tf {result.data.get('onnx2tf', '2.x')} (flatbuffer_direct, "
+                                        f"toolchain {TOOLCHAIN})", "workarounds": workarounds})
+
+
+EDGES = (Edge("onnx2tf2", "onnx", "tflite", "modelport.converters.onnx2tf2:to_tflite",
+              Requirement("tf", toolchain=TOOLCHAIN), cost=0.9),)
