@@ -41,6 +41,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         if name not in known and name != "all":
             raise BadInput(f"Unknown target '{name}'.", f"Targets: {', '.join(known)}, or all.")
     check_precision(options, registry)
+    check_converters(options, registry)
     output = options.output_dir or default_output_dir(source)
     # (an entry point's .py file is code, not a model file an output could overwrite)
     check_output_dir(output, None if registry.detect(source).format == ENTRY_KIND else Path(source))
@@ -164,6 +165,7 @@ def _missing_backend(target: str, src_node: str, options: ConvertOptions,
 def explain(source: str, options: ConvertOptions, registry: Registry | None = None) -> dict[str, str]:
     """The path each target would take, without converting anything."""
     registry = registry or default()
+    check_converters(options, registry)
     detected = registry.detect(source)
     if detected.format == ENTRY_KIND:  # imports the user's module to learn its framework
         _, name = resolve(source, registry.entry_frameworks(), registry.function_format(),
@@ -211,17 +213,22 @@ def calibration_for(model: SourceModel, options: ConvertOptions) -> CalibrationS
                             random_count=options.calibration_samples, ranges=ranges)
 
 
+def check_converters(options: ConvertOptions, registry: Registry) -> None:
+    known = {e.name for e in registry.edges}
+    unknown = [c for c in options.converters if c not in known]
+    if unknown:
+        raise BadInput(f"--converter names '{unknown[0]}', which is not a converter of this modelport.",
+                       f"Converters: {', '.join(sorted(known))} (see `modelport doctor`).")
+
+
 def candidate_paths(src_node: str, target: str, options: ConvertOptions, registry: Registry) -> list[list[Edge]]:
     """The paths `convert` tries for `target`, cheapest first: the one --via forces, else the
     alternatives; with --converter, only those through the named converters (where any is)."""
     paths = [graph.plan(src_node, target, options.via, registry)] if options.via else (
         graph.alternatives(src_node, target, registry=registry) or [graph.plan(src_node, target, (), registry)])
+    able = [p for p in paths if all(e.precisions is None or options.quantize in e.precisions for e in p)]
+    paths = able or paths
     if options.converters:
-        known = {e.name for e in registry.edges}
-        unknown = [c for c in options.converters if c not in known]
-        if unknown:
-            raise BadInput(f"--converter names '{unknown[0]}', which is not a converter of this modelport.",
-                           f"Converters: {', '.join(sorted(known))} (see `modelport doctor`).")
         through = [p for p in paths if any(e.name in options.converters for e in p)]
         paths = through or paths
     return paths

@@ -31,7 +31,7 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
     from ..targets.isolated import IsolatedRunner
     from ..targets.tflite import LiteRTRunner
 
-    if ctx.quantize != "none":
+    if ctx.quantize != "none":  # the planner does not send it quantized work (Edge.precisions)
         raise ConversionFailed(f"modelport runs onnx2tf 2.x for float32 only (asked: {ctx.quantize}).",
                                "The onnx2tf 1.29 path quantizes.")
     copy = workdir / "input" / "model.onnx"  # onnx2tf rewrites the file it is given
@@ -69,4 +69,4 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
 
 
 EDGES = (Edge("onnx2tf2", "onnx", "tflite", "modelport.converters.onnx2tf2:to_tflite",
-              Requirement("tf", toolchain=TOOLCHAIN), cost=0.9),)
+              Requirement("tf", toolchain=TOOLCHAIN), cost=0.9, precisions=("none",)),)

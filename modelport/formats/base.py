@@ -164,6 +164,7 @@ class Edge:
     requirement: Requirement
     cost: float = 1.0
     packages: tuple[str, ...] = ()
+    precisions: tuple[str, ...] | None = None  # the --quantize levels it can write (None: any)
 
     def load(self) -> Callable[..., Any]:
         return load_object(self.impl)

@@ -1,0 +1,118 @@
+"""Toolchains: converters in their own environments (docs/toolchains.md).
+
+The onnx2tf2 toolchain (onnx2tf 2.x, Python 3.12) is built by `make install` where Python 3.12
+exists; these tests use that build (under the default MODELPORT_HOME) and never download."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from modelport.errors import ConversionFailed
+from modelport.toolchains import declared, find_python, get, run, state
+from tests.conftest import ROOT, error_line, run_cli
+
+EXAMPLE = str(ROOT / "examples" / "tiny_classifier.pt2")
+needs_python312 = pytest.mark.skipif(find_python("3.12") is None, reason="Python 3.12 is not on this machine")
+
+
+def _installed() -> None:
+    found = state(get("onnx2tf2"))
+    assert found.installed, f"the onnx2tf2 toolchain is not built ({found.problem}): `make install` builds it"
+
+
+def test_a_missing_toolchain_is_exit_4_naming_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELPORT_HOME", str(tmp_path / "empty-home"))
+    listed = run_cli("toolchain", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    entry = next(t for t in json.loads(listed.stdout) if t["name"] == "onnx2tf2")
+    assert not entry["installed"] and "modelport toolchain install onnx2tf2" in entry["problem"]
+    assert entry["python_version"] == "3.12"
+
+    forced = run_cli("convert", EXAMPLE, "--to", "tflite", "--converter", "onnx2tf2", "-o", str(tmp_path / "out"))
+    assert forced.returncode == 4, forced.stderr
+    assert "The toolchain 'onnx2tf2' is not installed" in error_line(forced)
+    assert "modelport toolchain install onnx2tf2" in error_line(forced)
+    assert not (tmp_path / "out" / "model.tflite").exists()
+
+    # Without --converter the planner takes the path that is installed: onnx2tf 1.29.
+    plan = run_cli("convert", EXAMPLE, "--to", "tflite", "--explain")
+    assert plan.returncode == 0 and "(torch2onnx, onnx2tf)" in plan.stdout, plan.stdout
+
+    doctor = run_cli("doctor", "--json")
+    chains = {t["name"]: t for t in json.loads(doctor.stdout)["toolchains"]}
+    assert chains["onnx2tf2"]["installed"] is False
+    edge = next(e for e in json.loads(doctor.stdout)["edges"] if e["name"] == "onnx2tf2")
+    assert edge["toolchain"] == "onnx2tf2" and edge["install"] == "modelport toolchain install onnx2tf2"
+
+
+def test_toolchain_refusals(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELPORT_HOME", str(tmp_path / "home"))
+    unknown = run_cli("toolchain", "install", "nope")
+    assert unknown.returncode == 2 and "No toolchain is called 'nope'" in error_line(unknown)
+    nothing = run_cli("toolchain", "install")
+    assert nothing.returncode == 2 and "--defaults" in error_line(nothing)
+    removed = run_cli("toolchain", "remove", "onnx2tf2")
+    assert removed.returncode == 0 and "was not installed" in removed.stdout
+    converter = run_cli("convert", EXAMPLE, "--to", "tflite", "--converter", "onnx2tf3", "--explain")
+    assert converter.returncode == 2 and "--converter names 'onnx2tf3'" in error_line(converter)
+
+
+def test_a_half_built_or_stale_toolchain_is_not_installed(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELPORT_HOME", str(tmp_path))
+    toolchain = get("onnx2tf2")
+    (toolchain.env / "bin").mkdir(parents=True)  # a build that died before its marker
+    assert not state(toolchain).installed
+    (toolchain.env / "modelport-toolchain.json").write_text(json.dumps({"lock_sha256": "0" * 64}))
+    stale = state(toolchain)
+    assert not stale.installed and "another lock" in (stale.problem or "")
+
+
+def test_every_declared_toolchain_has_a_complete_hashed_lock():
+    for toolchain in declared().values():
+        lines = [ln for ln in toolchain.lock.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        assert lines and all("==" in ln and "--hash=sha256:" in ln for ln in lines), toolchain.name
+        assert toolchain.script("convert.py").exists() or list(toolchain.folder.glob("*.py")), toolchain.name
+
+
+@needs_python312
+def test_onnx2tf2_is_preferred_where_installed_and_its_tflite_passes_on_litert(tmp_path):
+    _installed()
+    out = tmp_path / "out"
+    result = run_cli("convert", EXAMPLE, "--to", "tflite", "-o", str(out), "--report", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stderr
+    target = json.loads((tmp_path / "r.json").read_text())["targets"][0]
+    assert target["status"] == "passed"
+    assert target["conversion"]["converter"]["converter"].startswith("onnx2tf 2.")
+    assert not target["conversion"]["converter"].get("fallback_from")
+    assert target["conversion"]["io"]["inputs"][0]["perm"] == [0, 2, 3, 1]  # recorded: NCHW -> NHWC
+    # Only the model and its sidecar land: onnx2tf 2.x's schema files, float16 model and report stay behind.
+    assert sorted(p.name for p in out.iterdir()) == ["model.tflite", "model.tflite.modelport.json"]
+
+    # An independent re-run: LiteRT on the artifact against the source model in torch.
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(out / "model.tflite"))
+    runner = interpreter.get_signature_runner()
+    image = np.random.default_rng(3).uniform(0, 1, (1, 3, 32, 32)).astype(np.float32)
+    expected = torch.export.load(EXAMPLE).module()(torch.from_numpy(image)).detach().numpy()
+    produced = next(iter(runner(image=image.transpose(0, 2, 3, 1)).values()))
+    np.testing.assert_allclose(produced, expected, atol=1e-4, rtol=1e-3)
+
+    # Quantized work goes to onnx2tf 1.29 (the 2.x edge writes float32 only), not through a failure.
+    plan = run_cli("convert", EXAMPLE, "--to", "tflite", "--quantize", "fp16", "--explain")
+    assert "(torch2onnx, onnx2tf)" in plan.stdout, plan.stdout
+
+
+@needs_python312
+def test_the_protocol_reports_a_failing_conversion_as_exit_3_material(tmp_path):
+    _installed()
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    with pytest.raises(ConversionFailed) as failed:
+        run("onnx2tf2", "convert.py", {"model": str(broken), "output_dir": str(tmp_path / "o")})
+    assert failed.value.message.startswith("onnx2tf 2.x failed:"), failed.value.message
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.tflite"))
