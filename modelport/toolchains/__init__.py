@@ -200,7 +200,7 @@ def install(toolchain: Toolchain, say: Callable[[str], None] = lambda _: None) -
             _call([str(python), "-m", "venv", str(toolchain.env)])
             say(f"Installing {count} locked packages with pip")
             _call([str(toolchain.interpreter), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                   "--no-input", "--require-hashes", "--no-deps", "-r", str(toolchain.lock)])
+                   "--no-input", "--no-compile", "--require-hashes", "--no-deps", "-r", str(toolchain.lock)])
         size = sum(p.stat().st_size for p in toolchain.env.rglob("*") if p.is_file() and not p.is_symlink())
         marker = {"name": toolchain.name, "python": str(python), "lock_sha256": _lock_digest(toolchain),
                   "install_seconds": round(time.monotonic() - started, 1), "size_bytes": size,

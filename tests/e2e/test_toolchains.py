@@ -116,3 +116,37 @@ def test_the_protocol_reports_a_failing_conversion_as_exit_3_material(tmp_path):
         run("onnx2tf2", "convert.py", {"model": str(broken), "output_dir": str(tmp_path / "o")})
     assert failed.value.message.startswith("onnx2tf 2.x failed:"), failed.value.message
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.tflite"))
+
+
+@needs_python312
+def test_a_tflite_with_onnx2tf2s_custom_op_fallback_is_a_failed_conversion(tmp_path):
+    """onnx2tf 2.x turns what it cannot lower into CUSTOM ONNX_* ops and exits 0 with a file LiteRT
+    cannot run (seen: Einsum 'ii->i'). Here that is a conversion failure naming the op."""
+    _installed()
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Einsum", ["x"], ["y"], equation="ii->i")
+    graph = helper.make_graph([node], "diagonal", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "diagonal.onnx")
+    forced = run_cli("convert", str(tmp_path / "diagonal.onnx"), "--to", "tflite", "--converter", "onnx2tf2",
+                     "-o", str(tmp_path / "out"))
+    assert forced.returncode == 3, forced.stderr
+    assert "could not lower ONNX_EINSUM to TFLite builtin ops" in error_line(forced)
+    assert not (tmp_path / "out" / "model.tflite").exists()
+
+
+@needs_python312
+def test_onnx2tf2_converts_what_onnx2tf_1_29_cannot(tmp_path):
+    """An FFT (ONNX DFT): onnx2tf 1.29 fails on it (tests/cli/test_errors.py); onnx2tf 2.x writes a
+    TFLite file that LiteRT runs and that matches the source model."""
+    _installed()
+    source = f"{ROOT / 'fixtures' / 'models' / 'tiny_cnn.py'}:build_spectrum"
+    result = run_cli("convert", source, "--to", "tflite", "-o", str(tmp_path / "out"),
+                     "--report", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stderr
+    target = json.loads((tmp_path / "r.json").read_text())["targets"][0]
+    assert target["status"] == "passed" and target["conversion"]["converter"]["converter"].startswith("onnx2tf 2.")
