@@ -198,7 +198,9 @@ def _write_bundle(stage: Path, model: str, source: Any, result: ConvertResult, i
         "outputs": _io_entries(artifact, list(source.outputs), artifact.io.outputs, artifact.outputs, quantization),
         "preprocessing": options.preprocess, "labels": labels, "metadata": dict(options.metadata),
         "conversion": {"path": list(artifact.path_taken), "quantization": artifact.quantization,
-                       "calibration": result.calibration, "model_sha256": sha256_of(item.path)},
+                       "calibration": result.calibration, "model_sha256": sha256_of(item.path),
+                       # which tool wrote it, version included (a toolchain's is not in `versions`)
+                       "converter": artifact.extra.get("converter")},
         "versions": {name: packages[name] for name in sorted(packages)},
         "validation": {"status": item.status, "message": item.error,
                        "samples": item.numeric.samples if item.numeric else 0,
