@@ -152,7 +152,7 @@ def _missing_backend(target: str, src_node: str, options: ConvertOptions,
         problem = spec.requirement.problem(f"to run {target} models")
         if problem is not None:
             return problem
-    paths = candidate_paths(src_node, target, options, registry)
+    paths = _usable_first(candidate_paths(src_node, target, options, registry))
     first: BackendMissing | None = None
     for edges in paths:
         problems = [p for e in edges if (p := e.requirement.problem(f"for {e.name}")) is not None]
@@ -223,22 +223,28 @@ def check_converters(options: ConvertOptions, registry: Registry) -> None:
 
 def candidate_paths(src_node: str, target: str, options: ConvertOptions, registry: Registry) -> list[list[Edge]]:
     """The paths `convert` tries for `target`, cheapest first: the one --via forces, else the
-    alternatives; with --converter, only those through the named converters (where any is)."""
-    paths = [graph.plan(src_node, target, options.via, registry)] if options.via else (
-        graph.alternatives(src_node, target, registry=registry) or [graph.plan(src_node, target, (), registry)])
-    able = [p for p in paths if all(e.precisions is None or options.quantize in e.precisions for e in p)]
-    paths = able or paths
+    alternatives. With --converter, a named converter replaces its rivals (the other converters
+    of the same step), and where a path goes through one, only such paths remain. Paths through
+    converters that cannot write --quantize come last."""
+    allowed = list(registry.edges)
     if options.converters:
-        through = [p for p in paths if any(e.name in options.converters for e in p)]
-        paths = through or paths
-    return paths
+        steps = {(e.src, e.dst) for e in allowed if e.name in options.converters}
+        allowed = [e for e in allowed if e.name in options.converters or (e.src, e.dst) not in steps]
+    paths = [graph.plan(src_node, target, options.via, registry, allowed)] if options.via else (
+        graph.alternatives(src_node, target, registry=registry, edges_allowed=allowed)
+        or [graph.plan(src_node, target, (), registry, allowed)])
+    if options.converters:  # where some path goes through a named converter, only those
+        paths = [p for p in paths if any(e.name in options.converters for e in p)] or paths
+    able = [p for p in paths if all(e.precisions is None or options.quantize in e.precisions for e in p)]
+    return able + [p for p in paths if p not in able]
 
 
 def _usable_first(paths: list[list[Edge]]) -> list[list[Edge]]:
     """The paths whose converters are all installed (a toolchain edge is preferred only where it is
-    built); the others only if none is, so the error names what to install."""
+    built); the others only if none is, toolchain-free ones first, so the error names what the base
+    install lacks."""
     usable = [p for p in paths if all(e.requirement.problem(e.name) is None for e in p)]
-    return usable or paths
+    return usable or sorted(paths, key=lambda p: any(e.requirement.toolchain for e in p))
 
 
 def _run_path(edges: list[Edge], src_node: str, options: ConvertOptions, ctx: EdgeContext,

@@ -24,7 +24,8 @@ def parse_targets(text: str, registry: Registry | None = None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def plan(src: str, dst: str, via: tuple[str, ...] = (), registry: Registry | None = None) -> list[Edge]:
+def plan(src: str, dst: str, via: tuple[str, ...] = (), registry: Registry | None = None,
+         edges_allowed: list[Edge] | None = None) -> list[Edge]:
     """The cheapest chain of edges from node `src` to node `dst`, through `via` in order if given."""
     registry = registry or default()
     nodes = registry.nodes()
@@ -35,15 +36,15 @@ def plan(src: str, dst: str, via: tuple[str, ...] = (), registry: Registry | Non
     stops = [src, *via, dst]
     edges: list[Edge] = []
     for start, goal in zip(stops, stops[1:]):
-        edges.extend(_shortest(start, goal, registry.edges))
+        edges.extend(_shortest(start, goal, registry.edges if edges_allowed is None else edges_allowed))
     return edges
 
 
-def alternatives(src: str, dst: str, limit: int = 3, max_edges: int = 5,
+def alternatives(src: str, dst: str, limit: int = 3, max_edges: int = 5, edges_allowed: list[Edge] | None = None,
                  registry: Registry | None = None) -> list[list[Edge]]:
     """Up to `limit` loop-free paths from `src` to `dst`, cheapest first: what `convert` falls back
     to when a converter on the cheapest path fails."""
-    all_edges = (registry or default()).edges
+    all_edges = (registry or default()).edges if edges_allowed is None else edges_allowed
     found: list[tuple[float, list[Edge]]] = []
 
     def walk(node: str, path: list[Edge], seen: set[str]) -> None:

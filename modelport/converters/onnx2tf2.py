@@ -20,7 +20,7 @@ from ..artifact import Artifact
 from ..errors import ConversionFailed
 from ..formats.base import Edge, Requirement
 from .base import EdgeContext
-from .onnx2tf import mapping, static_shapes
+from .onnx2tf import mapping
 
 TOOLCHAIN = "onnx2tf2"
 
@@ -43,12 +43,10 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
     spatial = [s.name for s in onnx_artifact.inputs if len(s.shape or ()) in (3, 4, 5)]
     keep_nhwc = spatial if onnx_artifact.layout == "nhwc" else []  # already channel-last (from TF)
     keep_nchw = spatial if ctx.keep_layout and not keep_nhwc else []
-    dynamic = not all(s.is_static for s in onnx_artifact.inputs)
     ctx.count("onnx2tf2.convert")
     result = toolchains.run(TOOLCHAIN, "convert.py", {
         "model": str(copy), "output_dir": str(out), "keep_nchw": keep_nchw, "keep_nhwc": keep_nhwc,
-        # flatbuffer_direct writes static shapes: fix dynamic dims to the sample shape, as recorded
-        "input_shapes": static_shapes(onnx_artifact) if dynamic else None, "seed": ctx.seed}, verbose=ctx.verbose)
+        "seed": ctx.seed}, verbose=ctx.verbose)
     produced = Path(result.data["tflite"])
     custom = read_flatbuffer(produced).custom_ops
     if custom:
@@ -61,7 +59,7 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
         produced_in, produced_out = runner.inputs, runner.outputs
     io, layout = mapping(onnx_artifact, produced_in, produced_out, ctx,
                          lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
-    workarounds = [f"fixed dynamic input shapes ({'; '.join(static_shapes(onnx_artifact))})"] if dynamic else []
+    workarounds: list[str] = []
     return Artifact(path=target, format="tflite", inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"), layout=layout,
                     extra={"converter": f"onnx2tf {result.data.get('onnx2tf', '2.x')} (flatbuffer_direct, "

@@ -43,8 +43,13 @@ def test_validate_without_sidecar_needs_map_for_a_layout_change(models, converte
     assert refused.returncode == 2
     line = error_line(refused)
     assert "Shape mismatch for input 'image'" in line and "[1, 3, 16, 16]" in line and "[1, 16, 16, 3]" in line
-    mapped = run_cli("validate", str(models["cnn_pt2"]), str(bare), "--map", "image=image:0,2,3,1",
-                     "--map", "output_0=output_0:0,2,3,1")
+    # The maps a user would pass are what the sidecar recorded (onnx2tf 1.29 makes the feature map
+    # NHWC; onnx2tf 2.x gives it back NCHW).
+    io = json.loads((converted / "model.tflite.modelport.json").read_text())["io"]
+    maps = [f"{link['source']}={link['name']}:{','.join(map(str, link['perm']))}"
+            for link in (*io["inputs"], *io["outputs"]) if link["perm"]]
+    assert maps[0] == "image=image:0,2,3,1", maps
+    mapped = run_cli("validate", str(models["cnn_pt2"]), str(bare), *[a for m in maps for a in ("--map", m)])
     assert mapped.returncode == 0, mapped.stderr
 
 

@@ -84,8 +84,10 @@ def test_a_broken_plugin_is_reported_and_the_rest_works(models, tmp_path, monkey
     assert "ignoring plugin 'broken'" in result.stderr
 
 
-def test_to_all_skips_what_is_not_installed_and_says_how_to_install_it(models, tmp_path):
-    # A machine without onnx2tf: every TF target is out of reach from an ONNX source.
+def test_to_all_skips_what_is_not_installed_and_says_how_to_install_it(models, tmp_path, monkeypatch):
+    # A machine without onnx2tf (and without the onnx2tf2 toolchain): every TF target is out of
+    # reach from an ONNX source.
+    monkeypatch.setenv("MODELPORT_HOME", str(tmp_path / "no-toolchains"))
     report = tmp_path / "r.json"
     result = run_cli("convert", str(models["mlp_onnx"]), "--to", "all", "-o", str(tmp_path / "out"),
                      "--report", str(report), python_prelude="import sys; sys.modules['onnx2tf'] = None")

@@ -32,7 +32,8 @@ def test_pt2_to_onnx_and_tflite_validates_and_an_independent_rerun_agrees(models
     tflite = by_target["tflite"]
     assert tflite.artifact.layout == "nhwc"
     links = {link.source_name: link.perm for link in tflite.artifact.io.outputs}
-    assert links == {"output_0": (0, 2, 3, 1), "output_1": None}  # feature map NHWC, probs untouched
+    # The feature map comes out NHWC from onnx2tf 1.29, NCHW from onnx2tf 2.x: the mapping records which.
+    assert links["output_0"] in ((0, 2, 3, 1), None) and links["output_1"] is None, links
     for item in result.targets:
         worst = max(o.max_abs_diff for o in item.numeric.outputs)
         assert worst < 1e-4 and min(o.cosine for o in item.numeric.outputs) > 0.9999
@@ -42,7 +43,8 @@ def test_pt2_to_onnx_and_tflite_validates_and_an_independent_rerun_agrees(models
     image = np.random.default_rng(7).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
     features, probs = _torch_reference(models["cnn_pt2"], [image])
     produced = litert_in_clean_process(tflite.path, {"image": image.transpose(0, 2, 3, 1)})
-    np.testing.assert_allclose(produced["output_0"], features.transpose(0, 2, 3, 1), atol=1e-4)
+    perm = links["output_0"]
+    np.testing.assert_allclose(produced["output_0"], features.transpose(perm) if perm else features, atol=1e-4)
     np.testing.assert_allclose(produced["output_1"], probs, atol=1e-5)
 
     import onnxruntime as ort
@@ -88,7 +90,8 @@ def test_erf_is_replaced_so_the_tflite_has_no_flex_ops(tmp_path):
         def build():
             return Gelu(), (torch.randn(1, 8),)
     """))
-    result = _convert(f"{tmp_path / 'gelu.py'}:build", tmp_path, targets=("tflite",))
+    # onnx2tf 1.29 writes Erf as a Flex op unless modelport replaces it (onnx2tf 2.x lowers it itself)
+    result = _convert(f"{tmp_path / 'gelu.py'}:build", tmp_path, targets=("tflite",), converters=("onnx2tf",))
     item = result.targets[0]
     assert item.status == "passed", item.error
     assert b"Flex" not in item.path.read_bytes()
