@@ -229,6 +229,16 @@ def remove(toolchain: Toolchain) -> bool:
     return existed
 
 
+def clean_env(toolchain: Toolchain, work: Path) -> dict[str, str]:
+    """What a toolchain's process sees: its own bin first on PATH (tools it runs by command name
+    are its own), `work` as HOME and TMPDIR, no PYTHONPATH or user site, quiet progress bars."""
+    env = {"PATH": os.pathsep.join([str(toolchain.env / "bin"), "/usr/local/bin", "/usr/bin", "/bin"]),
+           "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8", "PYTHONNOUSERSITE": "1",
+           "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_DISABLE": "1",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", ""), "NO_COLOR": "1"}
+    return {k: v for k, v in env.items() if v}
+
+
 @dataclass
 class Result:
     data: dict[str, Any]
@@ -250,11 +260,7 @@ def run(name: str, script: str, request: dict[str, Any], *, verbose: bool = Fals
     with tempfile.TemporaryDirectory(prefix=f"modelport-{name}-") as scratch:
         work = Path(scratch)
         (work / "request.json").write_text(json.dumps(request))
-        env = {"PATH": os.pathsep.join([str(toolchain.env / "bin"), "/usr/local/bin", "/usr/bin", "/bin"]),
-               "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8", "PYTHONNOUSERSITE": "1",
-               "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_DISABLE": "1",
-               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", ""), "NO_COLOR": "1"}
-        env = {k: v for k, v in env.items() if v}
+        env = clean_env(toolchain, work)
         with open(work / "log.txt", "w+b") as log:
             try:
                 done = subprocess.run([str(toolchain.interpreter), "-I", str(toolchain.script(script)),

@@ -10,8 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from modelport.errors import ConversionFailed
+from modelport.errors import ConversionFailed, ModelportError
 from modelport.toolchains import declared, find_python, get, run, state
+from modelport.toolchains.runner import ToolchainRunner
 from tests.conftest import ROOT, error_line, run_cli
 
 EXAMPLE = str(ROOT / "examples" / "tiny_classifier.pt2")
@@ -150,3 +151,34 @@ def test_onnx2tf2_converts_what_onnx2tf_1_29_cannot(tmp_path):
     assert result.returncode == 0, result.stderr
     target = json.loads((tmp_path / "r.json").read_text())["targets"][0]
     assert target["status"] == "passed" and target["conversion"]["converter"]["converter"].startswith("onnx2tf 2.")
+
+
+class _ToolchainLiteRT(ToolchainRunner):
+    """LiteRT as the onnx2tf2 toolchain ships it, behind modelport's Runner interface."""
+
+    toolchain = "onnx2tf2"
+    server = "serve_litert.py"
+
+
+@needs_python312
+def test_a_runner_in_a_toolchain_round_trips_through_the_protocol(models, tmp_path):
+    """The toolchain's own LiteRT (2.1.2) runs a .tflite through the runner protocol and agrees with
+    modelport's LiteRT (2.1.0) on the same inputs; a crash of its server is an error, not a hang."""
+    _installed()
+    from modelport.targets.isolated import IsolatedRunner
+
+    converted = run_cli("convert", str(models["cnn_pt2"]), "--to", "tflite", "--no-validate", "-o", str(tmp_path))
+    assert converted.returncode == 0, converted.stderr
+    model = tmp_path / "model.tflite"
+    image = np.random.default_rng(5).uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32)
+    with _ToolchainLiteRT(model) as remote, IsolatedRunner("modelport.targets.tflite:LiteRTRunner", model) as local:
+        assert "toolchain" in remote.runtime and [s.name for s in remote.inputs] == [s.name for s in local.inputs]
+        far, near = remote.run({"image": image}), local.run({"image": image})
+        assert sorted(far) == sorted(near)
+        for name in near:
+            np.testing.assert_allclose(far[name], near[name], atol=1e-5)
+        seconds = remote.time_runs({"image": image}, runs=5, warmup=1)
+        assert len(seconds) == 5 and all(s > 0 for s in seconds)
+        remote._proc.kill()  # the server dies: the next call says so
+        with pytest.raises(ModelportError, match="runtime process died"):
+            remote.run({"image": image})
