@@ -46,6 +46,8 @@ BUILTIN = (
     "modelport.converters.savedmodel2tfjs",
     "modelport.converters.onnx2torchscript",
     "modelport.formats.ort",
+    "modelport.formats.executorch",
+    "modelport.converters.torch2executorch",
 )
 
 ENTRY_KIND = "python-entry"  # file.py:name or package.module:name, resolved when loaded

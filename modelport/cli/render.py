@@ -57,10 +57,12 @@ def inspect_tables(described: dict) -> None:
     console.print(f"[bold]{escape(str(described['path']))}[/]  {described['format']} ({described['framework']})"
                   f"  {human_size(described.get('size_bytes'))}", highlight=False)
     facts = [("parameters", f"{described['parameters']:,}" if described.get("parameters") is not None else "-")]
-    for key in ("opset", "signature", "keras", "producer", "tfjs_format"):
+    for key in ("opset", "signature", "keras", "producer", "tfjs_format", "methods", "delegates",
+                "ops_outside_delegates"):
         if described.get(key):
             value = described[key]
-            facts.append((key, ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)))
+            facts.append((key, ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict)
+                          else ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
     for key, value in facts:
         console.print(f"  {key}: {escape(str(value))}", highlight=False)
     for title, rows in (("inputs", described["inputs"]), ("outputs", described["outputs"])):
