@@ -94,10 +94,43 @@ def _calibration_samples(path: str, inputs) -> list:
         dtype = getattr(meta, "dtype", None)
         per_input.append([torch.from_numpy(np.ascontiguousarray(a)).to(dtype) if dtype is not None
                           else torch.from_numpy(np.ascontiguousarray(a)) for a in stack])
+    for (name, meta), stack in zip(inputs, per_input):
+        want = list(getattr(meta, "shape", []))
+        for sample in stack:
+            got = list(sample.shape)
+            if len(got) != len(want) or any(isinstance(w, int) and w != g for w, g in zip(want, got)):
+                raise ValueError(f"a calibration sample for input '{name}' has shape {got}; the program takes "
+                                 f"{[w if isinstance(w, int) else str(w) for w in want]}")
     counts = {len(s) for s in per_input}
     if len(counts) != 1:
         raise ValueError(f"calibration arrays give different numbers of samples per input: {sorted(counts)}")
     return [tuple(s[i] for s in per_input) for i in range(counts.pop())]
+
+
+def _dynamic_shapes(ep, inputs):
+    """dynamic_shapes for re-exporting the quantized module like the original program: every
+    symbolic dimension of a user input becomes a torch.export.Dim with the program's own bounds
+    (one Dim per symbol, shared where the inputs share it). None when every shape is static."""
+    import math
+
+    import torch
+    from torch.export import Dim
+
+    dims, specs, dynamic = {}, [], False
+    for name, meta in inputs:
+        spec = {}
+        for index, size in enumerate(getattr(meta, "shape", [])):
+            if isinstance(size, torch.SymInt):
+                expr = size.node.expr
+                if expr not in dims:
+                    bounds = ep.range_constraints.get(expr)
+                    low = int(bounds.lower) if bounds is not None and math.isfinite(float(bounds.lower)) else None
+                    high = int(bounds.upper) if bounds is not None and math.isfinite(float(bounds.upper)) else None
+                    dims[expr] = Dim(f"d{len(dims)}_{name}_{index}", min=low, max=high)
+                spec[index] = dims[expr]
+                dynamic = True
+        specs.append(spec or None)
+    return tuple(specs) if dynamic else None
 
 
 def export(request: dict) -> dict:
@@ -125,13 +158,21 @@ def export(request: dict) -> dict:
         samples = _calibration_samples(request["calibration"], inputs)
         quantizer = XNNPACKQuantizer().set_global(
             get_symmetric_quantization_config(is_per_channel=bool(request.get("per_channel", True))))
-        prepared = prepare_pt2e(ep.module(), quantizer)
+        try:
+            prepared = prepare_pt2e(ep.module(), quantizer)
+        except Exception as exc:  # noqa: BLE001
+            return {"ok": False, "error": f"XNNPACKQuantizer could not annotate the program: {type(exc).__name__}: "
+                                          f"{str(exc).strip()[:400]}",
+                    "hint": "int8 needs the program as torch.export.export returned it; a program after "
+                            "run_decompositions() (core ATen) is not matched by the quantizer's patterns."}
         with torch.no_grad():
             for sample in samples:
                 prepared(*sample)
         converted = convert_pt2e(prepared)
-        # Re-export the quantized GraphModule (static shapes: those of the first sample).
-        ep = torch.export.export(converted, samples[0])
+        # Re-export the quantized GraphModule with the original program's example inputs and
+        # dynamic dimensions (the first calibration sample where the .pt2 kept no examples).
+        example = ep.example_inputs[0] if getattr(ep, "example_inputs", None) else samples[0]
+        ep = torch.export.export(converted, tuple(example), dynamic_shapes=_dynamic_shapes(ep, inputs))
 
     edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
     manager = edge.to_executorch()
