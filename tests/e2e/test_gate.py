@@ -163,7 +163,13 @@ def test_doctor_json():
     data = json.loads(result.stdout)
     assert data["backends"]["torch"]["installed"] and data["backends"]["node"]["installed"]
     assert data["targets"]["tflite"]["works"] and data["targets"]["tfjs"]["works"]
-    assert set(data["sources"]) and set(data["targets"]) == {"onnx", "tflite", "torchscript", "savedmodel", "tfjs", "ort"}
+    assert set(data["sources"]) and set(data["targets"]) == {"onnx", "tflite", "torchscript", "savedmodel", "tfjs", "ort",
+                                                             "executorch"}
+    # The toolchains make install builds, with their Python and versions; their converters work.
+    chains = {t["name"]: t for t in data["toolchains"]}
+    assert chains["executorch"]["installed"] and chains["executorch"]["versions"]["executorch"] == "1.5.1"
+    assert chains["onnx2tf2"]["installed"] and chains["onnx2tf2"]["versions"]["onnx2tf"] == "2.6.9"
+    assert data["targets"]["executorch"]["works"]
 
 
 def test_check_bounds_int8_drift_and_bundles_what_passed(models, tmp_path):
