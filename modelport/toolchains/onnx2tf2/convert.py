@@ -2,8 +2,7 @@
 onnx2tf2 toolchain (see docs/toolchains.md): `python -I convert.py request.json result.json`.
 
 request: {"model": the ONNX file (a copy: onnx2tf rewrites its input), "output_dir": a folder for
-onnx2tf's files, "keep_nchw": [input names], "keep_nhwc": [input names],
-"input_shapes": ["name:1,3,224,224", ...] or null, "seed": int}
+onnx2tf's files, "keep_nchw": [input names], "keep_nhwc": [input names], "seed": int}
 result: {"ok": true, "tflite": the float32 .tflite, "onnx2tf": version} or {"ok": false, "error"}
 """
 
@@ -57,7 +56,6 @@ def convert(request: dict) -> dict:
         "output_signaturedefs": True,
         "keep_ncw_or_nchw_or_ncdhw_input_names": request.get("keep_nchw") or None,
         "keep_nwc_or_nhwc_or_ndhwc_input_names": request.get("keep_nhwc") or None,
-        "overwrite_input_shape": request.get("input_shapes") or None,
     }
     accepted = inspect.signature(impl.convert).parameters  # onnx2tf.convert is a *args wrapper
     impl.convert(**{k: v for k, v in wanted.items() if k in accepted})
