@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.modelport-installed
 
-.PHONY: install demo test typecheck fuzz bench fixtures clean
+.PHONY: install demo test typecheck fuzz bench conformance fixtures clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ fuzz: install
 bench: install
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/convert_overhead.py
+
+# ONNX node tests through every target (about 45 minutes on 2 cores): the CSV and the README table.
+conformance: install
+	$(BIN)/python benchmarks/conformance.py --jobs 2 --readme
 
 fixtures: install
 	$(BIN)/python fixtures/make_fixtures.py

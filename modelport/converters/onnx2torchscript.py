@@ -60,15 +60,14 @@ def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifac
     onnx2torch = _import_onnx2torch()
     model = onnx.load(str(onnx_artifact.path))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    lowered = False
+    lowered = None
     if opset > MAX_OPSET:
+        from .onnx_opset import lower_opset
+
         try:
-            model = onnx.version_converter.convert_version(model, MAX_OPSET)
-            lowered = True
-        except Exception as exc:  # the version converter lacks adapters for some ops
-            raise ConversionFailed(f"onnx2torch reads opset <= {MAX_OPSET}, and this opset-{opset} model could not "
-                                   f"be lowered: {str(exc).splitlines()[0][:200]}",
-                                   f"Export the source at --opset {MAX_OPSET} or lower.") from None
+            model, lowered = lower_opset(model, MAX_OPSET)
+        except ConversionFailed as exc:
+            raise ConversionFailed(f"onnx2torch reads opset <= {MAX_OPSET}, and {exc.message}", exc.hint) from None
     inputs, outputs = list(onnx_artifact.inputs), list(onnx_artifact.outputs)
     with captured_output(ctx.verbose), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -99,7 +98,8 @@ def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifac
     return Artifact(path=out, format="torchscript", inputs=tuple(inputs), outputs=tuple(outputs),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "torchscript"),
                     layout=onnx_artifact.layout,
-                    extra={"converter": "onnx2torch + torch.jit.trace", "lowered_to_opset": MAX_OPSET if lowered else None})
+                    extra={"converter": "onnx2torch + torch.jit.trace", "lowered_to_opset": MAX_OPSET if lowered else None,
+                           "opset_lowering": lowered})
 
 
 EDGES = (Edge("onnx2torchscript", "onnx", "torchscript", "modelport.converters.onnx2torchscript:convert",
