@@ -162,6 +162,23 @@ def write_csv(rows: list[dict], targets: tuple[str, ...], path: Path) -> None:
                              *(c for t in targets for c in (row.get(t, []) + ["", "", ""])[:3])])
 
 
+def read_csv(path: Path) -> list[dict]:
+    """Rows as run_shard writes them, from a CSV write_csv wrote."""
+    with path.open(newline="") as source:
+        table = list(csv.DictReader(source))
+    targets = [c for c in (table[0] if table else {}) if c not in ("test", "ops") and "_" not in c]
+    return [{"test": r["test"], "ops": r["ops"],
+             **{t: [r[t], r[f"{t}_reason"], r.get(f"{t}_converter", "")] for t in targets if r[t]}} for r in table]
+
+
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """OLD with the targets NEW ran replaced, test by test (a partial re-run after a fix)."""
+    by_test = {row["test"]: dict(row) for row in old}
+    for row in new:
+        by_test.setdefault(row["test"], {}).update(row)
+    return list(by_test.values())
+
+
 def update_readme(summary: str, header: str) -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -180,6 +197,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per test")
     parser.add_argument("--csv", type=Path, default=ROOT / "benchmarks" / "results" / "conformance.csv")
     parser.add_argument("--readme", action="store_true", help="write the summary into README.md")
+    parser.add_argument("--update", action="store_true",
+                        help="re-run only these tests and targets and merge them into the existing --csv")
+    parser.add_argument("--failing", default="",
+                        help="with --update: only the tests the existing --csv records as not passing on this target")
     parser.add_argument("--shard", help=argparse.SUPPRESS)      # internal: K/N,rows.jsonl,tests.json
     args = parser.parse_args()
     targets = tuple(t for t in args.targets.split(",") if t)
@@ -191,7 +212,11 @@ def main() -> int:
         return 0
 
     started = time.perf_counter()
-    tests = eligible_tests(args.sample, args.seed, [t for t in args.tests.split(",") if t] or None)
+    names = [t for t in args.tests.split(",") if t]
+    old_rows = read_csv(args.csv) if args.update else []
+    if args.failing:
+        names = [r["test"] for r in old_rows if r.get(args.failing, ["passed"])[0] != "passed"]
+    tests = eligible_tests(args.sample, args.seed, names or None)
     total = len(list(node_test_root().glob("*/model.onnx")))
     print(f"{len(tests)} eligible node tests of {total} (onnx {_onnx_version()}); targets {', '.join(targets)}"
           + (f"; --converter {args.converter}" if converters else ""), flush=True)
@@ -205,23 +230,28 @@ def main() -> int:
                 [sys.executable, __file__, "--targets", ",".join(targets), "--converter", args.converter,
                  "--timeout", str(args.timeout), "--shard", f"{rows_file},{tests_file}"],
                 env={**os.environ, "PYTHONPATH": str(ROOT)})))
-        done = 0
+        shown = 0.0
         while any(p.poll() is None for _, p in shards):
-            time.sleep(5)
-            now = sum(len(r.read_text().splitlines()) for r, _ in shards)
-            if now != done:
-                done = now
-                print(f"  {done}/{len(tests)} tests, {time.perf_counter() - started:.0f} s", flush=True)
+            time.sleep(2)
+            if time.perf_counter() - shown >= 30:  # a line per half minute: runs take tens of minutes
+                shown = time.perf_counter()
+                done = sum(len(r.read_text().splitlines()) for r, _ in shards)
+                print(f"  {done}/{len(tests)} tests, {shown - started:.0f} s", flush=True)
         rows = [json.loads(line) for r, _ in shards for line in r.read_text().splitlines()]
+    ran, ran_on = len(rows), targets
+    if args.update:
+        rows = merge(old_rows, rows)
+        targets = tuple(t for t in TARGETS if any(t in row for row in rows))
     write_csv(rows, targets, args.csv)
     summary = summarize(rows, targets)
+    took = f"{time.perf_counter() - started:.0f} s on {args.jobs} shards"
     header = (f"{len(rows)} eligible ONNX node tests (onnx {_onnx_version()}), "
-              f"{time.perf_counter() - started:.0f} s on {args.jobs} shards"
+              + (f"the last {ran} re-run on {', '.join(ran_on)} ({took})" if args.update else took)
               + (f", --converter {args.converter}" if converters else "") + f"; per test: `{args.csv.name}`.")
     print(header + "\n\n" + summary)
     if args.readme:
         update_readme(summary, header)
-    return 0 if len(rows) == len(tests) else 1
+    return 0 if ran == len(tests) else 1
 
 
 def _onnx_version() -> str:

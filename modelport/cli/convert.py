@@ -45,8 +45,8 @@ from ._common import (Progress, fail_on, handle_errors, limit_options, parse_man
                    "layout=nchw|nhwc.")
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Run source and result on the same inputs and compare.")
-@click.option("--inputs", "sample_inputs", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="Real sample inputs: an .npz with one array per input name.")
+@click.option("--inputs", "sample_inputs", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Real sample inputs: an .npz (one array per input name) or ONNX test_data_set_N/ folders of .pb tensors.")
 @click.option("--samples", type=int, default=3, show_default=True, help="Seeded samples to compare.")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance [default: per target and precision].")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance [default: per target and precision].")

@@ -21,8 +21,8 @@ from ._common import Progress, handle_errors, limit_options, parse_many, positiv
 @click.option("--calibration-data", default=None, metavar="PATH|random", help="int8 calibration samples, as for convert.")
 @click.option("--preprocess", default=None, metavar="SPEC",
               help="How calibration images become inputs (recorded in the manifest).")
-@click.option("--inputs", "sample_inputs", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="Real sample inputs (.npz) for validation and the golden vectors.")
+@click.option("--inputs", "sample_inputs", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Real sample inputs (.npz, or ONNX test_data_set_N/ folders) for validation and the golden vectors.")
 @click.option("--samples", type=int, default=3, show_default=True, help="Golden vectors (seeded samples).")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="A labels file to ship in the bundle.")
 @click.option("--metadata", "metadata", multiple=True, metavar="KEY=VALUE", help="Recorded in modelport.json.")

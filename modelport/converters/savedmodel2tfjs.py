@@ -8,6 +8,7 @@ off, so the child runs with TF_ENABLE_ONEDNN_OPTS=0.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -28,19 +29,34 @@ def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     out = workdir / "tfjs"
     signature = signature_of(saved, ctx.source, ctx.signature)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": "-1"}
+    names_file = workdir / "tfjs-input-names.json"
     process = subprocess.run([sys.executable, "-m", "modelport.converters.savedmodel2tfjs", str(saved.path), str(out),
-                              signature], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+                              signature, str(names_file)], capture_output=True, text=True, env=env,
+                             stdin=subprocess.DEVNULL)
     if ctx.verbose:
         sys.stderr.write(process.stdout + process.stderr)
     if process.returncode != 0 or not (out / "model.json").is_file():
         raise ConversionFailed(f"tensorflowjs could not convert the SavedModel: {_reason(process.stderr)}.",
                                "Run with --verbose for the converter's log.")
-    # The graph model's signature keys are the SavedModel's: names carry over unchanged.
-    io = IOMapping(tuple(TensorLink(s.name, s.name) for s in saved.inputs),
+    io = IOMapping(tuple(TensorLink(name, s.name) for s, name in zip(saved.inputs, _input_names(saved, out, names_file))),
                    tuple(TensorLink(s.name, s.name) for s in saved.outputs))
     return Artifact(path=out, format="tfjs", inputs=saved.inputs, outputs=saved.outputs, io=saved.io.then(io),
                     path_taken=(*saved.path_taken, "tfjs"), layout=saved.layout,
                     extra={"converter": "tensorflowjs", "signature": signature})
+
+
+def _input_names(saved: Artifact, out: Path, names_file: Path) -> list[str]:
+    """The TF.js name of each SavedModel input. tensorflowjs keys a graph model's signature by the
+    SavedModel's keys for one input but by placeholder tensor names for several (seen: key 'X' for
+    placeholder 'x:0'); the runner names inputs by that key without ':0'."""
+    tensor_of = json.loads(names_file.read_text()) if names_file.is_file() else {}
+    signature = json.loads((out / "model.json").read_text()).get("signature", {}).get("inputs", {})
+    keys = {key.removesuffix(":0"): str(entry.get("name", "")).removesuffix(":0") for key, entry in signature.items()}
+    names = []
+    for spec in saved.inputs:
+        by_tensor = [key for key, tensor in keys.items() if tensor == tensor_of.get(spec.name)]
+        names.append(spec.name if spec.name in keys or len(by_tensor) != 1 else by_tensor[0])
+    return names
 
 
 def _reason(log: str) -> str:
@@ -54,7 +70,7 @@ def _reason(log: str) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def _main(saved_model_dir: str, output_dir: str, signature: str) -> None:
+def _main(saved_model_dir: str, output_dir: str, signature: str, names_file: str) -> None:
     try:
         import tensorflow_decision_forests  # noqa: F401
     except ImportError:
@@ -63,6 +79,11 @@ def _main(saved_model_dir: str, output_dir: str, signature: str) -> None:
 
     tfjs_convert.convert_tf_saved_model(saved_model_dir, output_dir, signature_def=signature,
                                         use_structured_outputs_names=True)
+    import tensorflow as tf
+
+    # TF.js names a graph model's inputs by the concrete function's argument names
+    specs = tf.saved_model.load(saved_model_dir).signatures[signature].structured_input_signature[1]
+    Path(names_file).write_text(json.dumps({key: spec.name or key for key, spec in specs.items()}))
 
 
 
@@ -71,4 +92,4 @@ EDGES = (Edge("savedmodel2tfjs", "savedmodel", "tfjs", "modelport.converters.sav
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:4])
+    _main(*sys.argv[1:5])
