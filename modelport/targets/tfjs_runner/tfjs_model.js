@@ -54,14 +54,15 @@ function describe(model) {
     return fallback.map((t) => ({ name: t.name, node: t.name, dtype: t.dtype, shape: t.shape || [] }));
   };
   const outputs = side(signature.outputs, model.outputs);
-  // Where the signature is keyed by node names ("Identity:0"), the converter's
-  // structuredOutputKeys give the SavedModel's output names, in the same order.
+  // Where the signature is keyed by node names ("Identity:0"), for some outputs or all (seen:
+  // "output_0", "Identity_1:0", "Identity_2:0"), the converter's structuredOutputKeys give the
+  // SavedModel's output names in the order of the Identity nodes that produce them.
   const meta = (model.artifacts && model.artifacts.userDefinedMetadata) || {};
   const keys = meta.structuredOutputKeys;
-  if (Array.isArray(keys) && keys.length === outputs.length
-      && outputs.every((o) => /^Identity(_\d+)?$/.test(o.name))) {
-    const order = (name) => Number((name.match(/_(\d+)$/) || [0, 0])[1]);
-    outputs.sort((a, b) => order(a.name) - order(b.name));
+  const identity = /^Identity(?:_(\d+))?(?::0)?$/;
+  if (Array.isArray(keys) && keys.length === outputs.length && outputs.every((o) => identity.test(o.node))) {
+    const order = (node) => Number(node.match(identity)[1] || 0);
+    outputs.sort((a, b) => order(a.node) - order(b.node));
     outputs.forEach((o, i) => { o.name = keys[i]; });
   }
   return { inputs: side(signature.inputs, model.inputs), outputs };
