@@ -246,7 +246,7 @@ def main() -> int:
     summary = summarize(rows, targets)
     took = f"{time.perf_counter() - started:.0f} s on {args.jobs} shards"
     header = (f"{len(rows)} eligible ONNX node tests (onnx {_onnx_version()}), "
-              + (f"the last {ran} re-run on {', '.join(ran_on)} ({took})" if args.update else took)
+              + (f"merged with a re-run of {ran} tests on {', '.join(ran_on)} ({took})" if args.update else took)
               + (f", --converter {args.converter}" if converters else "") + f"; per test: `{args.csv.name}`.")
     print(header + "\n\n" + summary)
     if args.readme:
