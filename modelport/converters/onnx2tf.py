@@ -45,8 +45,29 @@ def _sanitize(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]", "_", name)
 
 
+def _natural(name: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
 def _pair(source_specs: list[TensorSpec], produced: list[TensorSpec]) -> list[tuple[TensorSpec, TensorSpec]]:
-    """Match produced tensors to source tensors by name, then sanitized name, then position."""
+    """Match produced tensors to source tensors by name, then sanitized name, then position; one to
+    one. Where onnx2tf lost the names (it then writes output_0, output_1, ... in ONNX order), or
+    names collide (seen for Split: source output_1, output_2 against produced output_0, output_1,
+    where a match by name pairs the wrong tensor), the pairing is by that order alone."""
+    generic = {f"output_{i}" for i in range(len(produced))}
+    names_lost = ({s.name for s in produced} == generic and {s.name for s in source_specs} != generic
+                  and len(produced) == len(source_specs) > 1)
+    pairs = [] if names_lost else _pair_by_name(source_specs, produced)
+    if names_lost or len({id(p) for _, p in pairs}) < len(pairs):
+        ordered = sorted(produced, key=lambda s: _natural(s.name))
+        if len(ordered) < len(source_specs):
+            raise ConversionFailed(f"onnx2tf produced {len(ordered)} tensors for {len(source_specs)}.",
+                                   "Run with --verbose to see its log.")
+        pairs = list(zip(source_specs, ordered))
+    return pairs
+
+
+def _pair_by_name(source_specs: list[TensorSpec], produced: list[TensorSpec]) -> list[tuple[TensorSpec, TensorSpec]]:
     by_name = {s.name: s for s in produced}
     by_clean = {_sanitize(s.name): s for s in produced}
     pairs = []

@@ -48,3 +48,20 @@ def test_mapping_round_trip_and_composition():
     first = IOMapping((TensorLink("a", "x", (0, 2, 3, 1)),), ())
     second = IOMapping((TensorLink("b", "a", (0, 3, 1, 2)),), ())
     assert first.then(second).inputs == (TensorLink("b", "x", (0, 1, 2, 3)),)
+
+
+def test_a_mapping_is_one_to_one_where_onnx2tf_lost_the_names():
+    """Split as onnx2tf 1.29 writes it: source outputs output_1, output_2; the SavedModel's are
+    output_0, output_1 (in ONNX order, listed in another). A match by name would pair output_1
+    with the second half, and output_2 with it again."""
+    onnx = _onnx([TensorSpec("input", (2, 6))], [TensorSpec("output_1", (2, 3)), TensorSpec("output_2", (2, 3))])
+    io, _ = map_io(onnx, [TensorSpec("input", (2, 6))],
+                   [TensorSpec("output_1", (2, 3)), TensorSpec("output_0", (2, 3))], keep_layout=False)
+    assert io.outputs == (TensorLink("output_0", "output_1"), TensorLink("output_1", "output_2"))
+
+
+def test_colliding_names_fall_back_to_the_produced_order():
+    onnx = _onnx([TensorSpec("x", (4,))], [TensorSpec("a", (4,)), TensorSpec("b", (4,))])
+    io, _ = map_io(onnx, [TensorSpec("x", (4,))], [TensorSpec("b", (4,)), TensorSpec("c", (4,))], keep_layout=False)
+    # by name: a by position -> b, then b by name -> b again; so both go by order
+    assert [(link.source_name, link.name) for link in io.outputs] == [("a", "b"), ("b", "c")]
