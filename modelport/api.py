@@ -16,6 +16,7 @@ from .benchmark import BenchResult
 from .errors import ModelportError
 from .gate import check as _check
 from .packaging import PackageResult
+from .debug import DebugOptions, DebugResult
 from .quant_doctor import DoctorOptions, DoctorResult
 from .options import (BenchOptions, ConvertOptions, ModelOptions, PackageOptions, Progress, ValidateOptions,
                       ValidationOptions)
@@ -86,6 +87,19 @@ def quantize_doctor(source: str, options: DoctorOptions, progress: Progress | No
     return result
 
 
+def debug(reference: str, candidate: str | None, options: DebugOptions,
+          progress: Progress | None = None) -> DebugResult:
+    """Where CANDIDATE drifts from REFERENCE, layer by layer; without CANDIDATE, REFERENCE is a
+    source converted to `options.targets[0]` first (through ONNX, the reference)."""
+    if candidate is None:
+        result: DebugResult = _in_worker("modelport.debug:debug_conversion", reference, options, options=options,
+                                         progress=progress)
+    else:
+        result = _in_worker("modelport.debug:debug", reference, candidate, options, options=options,
+                            progress=progress)
+    return result
+
+
 def explain(source: str, options: ConvertOptions) -> dict[str, str]:
     """The path each target would take, without converting anything."""
     plans: dict[str, str] = _in_worker("modelport.pipeline:explain", source, options, options=options)
@@ -99,7 +113,7 @@ def inspect(model: str, options: ModelOptions, framework: str | None = None) -> 
     return described
 
 
-__all__ = ["BenchOptions", "BenchResult", "CheckResult", "ConvertOptions", "ConvertResult", "ModelOptions",
+__all__ = ["DebugOptions", "DebugResult", "debug", "BenchOptions", "BenchResult", "CheckResult", "ConvertOptions", "ConvertResult", "ModelOptions",
            "ModelportError", "NumericResult", "PackageOptions", "PackageResult", "package",
            "DoctorOptions", "DoctorResult", "quantize_doctor", "Status", "TargetResult", "ValidateOptions", "ValidationOptions",
            "Verdict", "bench", "check", "convert", "default_output_dir", "explain", "inspect", "validate",

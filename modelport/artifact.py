@@ -139,6 +139,8 @@ def write_sidecar(artifact: Artifact, source_name: str) -> dict:
         "io": artifact.io.to_json(),
         "inputs": [s.to_json() for s in artifact.inputs],
         "outputs": [s.to_json() for s in artifact.outputs],
+        # intermediate tensors: which of this artifact's holds which of the converter's input's (debug)
+        "tensors": artifact.extra.get("tensors") or None,
     }
 
 

@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("modelport.cli.convert:convert", "Convert a model to one or more targets and validate each."),
     "validate": ("modelport.cli.validate:validate", "Compare any two models on the same inputs, each on its runtime."),
     "check": ("modelport.cli.check:check", "Run the pre-deploy gate of a modelport.toml: one table, one exit code."),
+    "debug": ("modelport.cli.debug:debug", "Find the first layer where a converted model drifts from its source."),
     "doctor": ("modelport.cli.doctor:doctor", "Show installed backends and which sources and targets work here."),
     "bench": ("modelport.cli.bench:bench", "Time a model on its runtime: latency percentiles and peak memory."),
     "inspect": ("modelport.cli.inspect:inspect", "Show a model's format, inputs, outputs, parameters and ops."),

@@ -60,10 +60,42 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
     io, layout = mapping(onnx_artifact, produced_in, produced_out, ctx,
                          lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
     workarounds: list[str] = []
+    tensors = tensor_correspondence(onnx_artifact.path, out)
     return Artifact(path=target, format="tflite", inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"), layout=layout,
                     extra={"converter": f"onnx2tf {result.data.get('onnx2tf', '2.x')} (flatbuffer_direct, "
-                                        f"toolchain {TOOLCHAIN})", "workarounds": workarounds})
+                                        f"toolchain {TOOLCHAIN})", "workarounds": workarounds, "tensors": tensors})
+
+
+def tensor_correspondence(onnx_path: Path, out: Path) -> list[dict]:
+    """Which TFLite tensor holds which ONNX tensor, from the report onnx2tf 2.x writes beside the
+    model (`modelport debug` matches layers by it). onnx2tf renames tensors (':' -> '__', a leading
+    '/' -> 'wa/'); the report's names are mapped back to the ONNX model's own. Where it fused ops
+    (a Conv and its Relu), one TFLite tensor holds the last of them: all are listed, graph order."""
+    import json
+    import re
+
+    import onnx
+
+    reports = sorted(out.glob("*_tensor_correspondence_report.json"))
+    if not reports:
+        return []
+    try:
+        records = json.loads(reports[0].read_text()).get("records", [])
+    except (OSError, ValueError):
+        return []
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    original = {re.sub(r"^/", "wa/", name.replace(":", "__")): name
+                for node in graph.node for name in node.output if name}
+    held: dict[str, list[str]] = {}
+    channel_last: dict[str, bool] = {}
+    for record in sorted(records, key=lambda r: r.get("identifier", 0)):
+        tflite_name, onnx_name = record.get("resolved_tflite_tensor_name"), record.get("onnx_output_name")
+        if not record.get("exists_in_final_model") or not tflite_name or onnx_name not in original:
+            continue
+        held.setdefault(tflite_name, []).append(original[onnx_name])
+        channel_last[tflite_name] = bool(record.get("assume_channel_last_layout"))
+    return [{"name": name, "source": sources, "channel_last": channel_last[name]} for name, sources in held.items()]
 
 
 EDGES = (Edge("onnx2tf2", "onnx", "tflite", "modelport.converters.onnx2tf2:to_tflite",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .layer_debug import Feeds, LayerLoss, worst_channel_snr
+from ..targets.onnx import with_every_tensor_out
 from .onnx_quantize import quantize_onnx
 
 if TYPE_CHECKING:
@@ -60,8 +61,8 @@ def rank_layers(float_model: Path, int8_model: Path, feeds: list[Feeds], scratch
     Relu) are measured at the node that ends the fused group."""
     import onnx
 
-    float_acts = _activations(_with_every_tensor_out(float_model, scratch / "float-all.onnx"), feeds)
-    int8_acts = _activations(_with_every_tensor_out(int8_model, scratch / "int8-all.onnx"), feeds)
+    float_acts = _activations(with_every_tensor_out(float_model, scratch / "float-all.onnx"), feeds)
+    int8_acts = _activations(with_every_tensor_out(int8_model, scratch / "int8-all.onnx"), feeds)
     snr = {}
     for name, values in float_acts.items():
         # The int8 model's view of a float tensor X: what its DequantizeLinear gives back (QDQ names
@@ -92,24 +93,6 @@ def rank_layers(float_model: Path, int8_model: Path, feeds: list[Feeds], scratch
         lost = worst_in - out if math.isfinite(worst_in) and math.isfinite(out) else 0.0
         layers.append(LayerLoss(node.name, node.op_type, node.output[0], out, worst_in, lost))
     return sorted(layers, key=lambda layer: -(layer.lost_db or 0.0))
-
-
-def _with_every_tensor_out(model: Path, out: Path) -> Path:
-    """A copy of the model whose every typed intermediate tensor is also a graph output (shapes kept:
-    onnxruntime's own qdq_loss_debug flattens them, and the channel axis matters here)."""
-    import onnx
-
-    proto = onnx.load(str(model))
-    inferred = onnx.shape_inference.infer_shapes(proto)
-    typed = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.output)}
-    present = {o.name for o in proto.graph.output}
-    for node in proto.graph.node:
-        for name in node.output:
-            if name and name not in present and name in typed:
-                proto.graph.output.append(typed[name])
-                present.add(name)
-    onnx.save(proto, str(out))
-    return out
 
 
 def _activations(model: Path, feeds: list[dict[str, Any]]) -> dict[str, list[np.ndarray]]:

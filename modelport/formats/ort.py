@@ -18,6 +18,7 @@ from pathlib import Path
 from ..artifact import Artifact, IOMapping
 from ..converters.base import EdgeContext
 from ..errors import ConversionFailed
+from ..targets.base import Runner
 from ..targets.onnx import OnnxRuntimeRunner
 from .base import Detected, Edge, FormatSpec, Probe, Requirement, TargetSpec
 from .onnx import QUANTIZED_TOLERANCES
@@ -30,6 +31,9 @@ class OrtFormatRunner(OnnxRuntimeRunner):
     # Recognised by content, so a renamed file (no .ort suffix) must still load as ORT format.
     session_config = {"session.load_model_format": "ORT"}
     reads_external_data = False  # a flatbuffer holds its weights
+
+    def tap(self, feeds: dict) -> list:
+        return Runner.tap(self, feeds)  # an ORT flatbuffer cannot be re-written with extra outputs
 
 
 def detect(probe: Probe) -> Detected | None:

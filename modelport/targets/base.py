@@ -7,8 +7,9 @@ A runner's base class owns the checks and the timing; a concrete runner implemen
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from ..errors import BadInput, ModelportError, error_summary
@@ -20,6 +21,17 @@ if TYPE_CHECKING:
     from ..spec import TensorSpec
 
 _T = TypeVar("_T")
+
+
+@dataclass
+class Tapped:
+    """One intermediate tensor of a run (`Runner.tap`): float values, dequantized where the runtime
+    holds integers."""
+
+    name: str       # the tensor's name in this runtime
+    op: str         # the op that wrote it (the runtime's op name: Conv, CONV_2D, ...)
+    value: np.ndarray
+    node: str = ""  # the node that wrote it, where the runtime names nodes (ONNX)
 
 
 class Runner:
@@ -103,6 +115,13 @@ class Runner:
     def quantization(self) -> dict[str, dict]:
         """Scale and zero point of each quantized input and output (runtimes that have them)."""
         return {}
+
+    def tap(self, feeds: dict[str, np.ndarray]) -> list[Tapped]:
+        """Run once and return every intermediate tensor, in execution order (`modelport debug`).
+        Runtimes that cannot expose their intermediates say so."""
+        raise BadInput(f"modelport cannot read the intermediate tensors of {self.runtime} models yet.",
+                       "`modelport debug` reads ONNX and TFLite models' layers; compare the others' outputs "
+                       "with `modelport validate`.")
 
     # -- to implement ------------------------------------------------------------------------
     def _load(self) -> None:

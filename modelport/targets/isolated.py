@@ -20,7 +20,7 @@ from .._channel import recv as _recv
 from .._channel import send as _send
 from ..errors import ModelportError
 from ..safety import is_allocation_failure, over_budget
-from .base import Runner
+from .base import Runner, Tapped
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,6 +78,11 @@ class IsolatedRunner(Runner):
     def time_runs(self, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> list[float]:
         self.load()
         return self._call("time", feeds, runs, warmup)
+
+    def tap(self, feeds: dict[str, np.ndarray]) -> list[Tapped]:
+        self.load()
+        tapped: list[Tapped] = self._call("call", "tap", feeds)
+        return tapped
 
     def call(self, method: str, *args: Any) -> Any:
         """Call another method of the remote runner (e.g. `quantization`)."""

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._lazy import require
 from ..errors import BadInput, ConversionFailed, first_line
 from ..safety import is_allocation_failure, over_budget
 from ..spec import TensorSpec
-from .base import Runner
+from .base import Runner, Tapped
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 _ORT_TYPES = {
@@ -119,5 +123,41 @@ class OnnxRuntimeRunner(Runner):
                 raise over_budget() from None
             raise
 
+    def tap(self, feeds: dict[str, np.ndarray]) -> list[Tapped]:
+        """Every node's outputs, in graph order: a copy of the model with each typed intermediate
+        tensor made a graph output, run once."""
+        import tempfile
+
+        import onnx
+        import onnxruntime as ort
+
+        self.load()
+        with tempfile.TemporaryDirectory(prefix="modelport-tap-") as scratch:
+            exposed = with_every_tensor_out(self.path, Path(scratch) / "all.onnx")
+            session = ort.InferenceSession(str(exposed), providers=["CPUExecutionProvider"])
+            graph = onnx.load(str(exposed), load_external_data=False).graph
+        names = [o.name for o in session.get_outputs()]
+        values = dict(zip(names, session.run(names, feeds)))
+        return [Tapped(name, node.op_type, values[name], node.name) for node in graph.node for name in node.output
+                if name in values]
+
     def _close(self) -> None:
         del self._session
+
+
+def with_every_tensor_out(model: Path, out: Path) -> Path:
+    """A copy of the model whose every typed intermediate tensor is also a graph output (shapes kept:
+    onnxruntime's own qdq_loss_debug flattens them, and the channel axis matters here)."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    typed = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    present = {o.name for o in proto.graph.output}
+    for node in proto.graph.node:
+        for name in node.output:
+            if name and name not in present and name in typed:
+                proto.graph.output.append(typed[name])
+                present.add(name)
+    onnx.save(proto, str(out))
+    return out

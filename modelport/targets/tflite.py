@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendMissing, BadInput
 from ..safety import over_budget
 from ..spec import TensorSpec, dequantize, quantize
-from .base import Runner
+from .base import Runner, Tapped
 
 if TYPE_CHECKING:
     import numpy as np
@@ -134,6 +134,46 @@ class LiteRTRunner(Runner):
             interp.invoke()
             out = {name: interp.get_tensor(d["index"]) for name, d in self._out_details.items()}
         return {name: self._dequantize(name, value.copy()) for name, value in out.items()}
+
+    def tap(self, feeds: dict[str, np.ndarray]) -> list[Tapped]:
+        """Every op's outputs, in execution order, from a second interpreter that keeps all tensors
+        (LiteRT's preserve-all-tensors mode: the normal one reuses their memory) and runs LiteRT's
+        builtin kernels without the default XNNPACK delegate, which would hide the tensors inside
+        the ops it takes over."""
+        import numpy as np
+
+        self.load()
+        module = importlib.import_module(interpreter_class().__module__)
+        resolver = getattr(module, "OpResolverType", None)
+        extra = ({"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if resolver else {})
+        interp = interpreter_class()(model_path=str(self.path), num_threads=self.threads or None,
+                                     experimental_preserve_all_tensors=True, **extra)
+        interp.allocate_tensors()
+        quantized = {name: self._quantize(name, value) for name, value in feeds.items()}
+        if self._signature:
+            interp.get_signature_runner(self._signature)(**quantized)
+        else:
+            for name, value in quantized.items():
+                index = self._in_details[name]["index"]
+                interp.resize_tensor_input(index, value.shape, strict=False)
+            interp.allocate_tensors()
+            for name, value in quantized.items():
+                interp.set_tensor(self._in_details[name]["index"], value)
+            interp.invoke()
+        details = {d["index"]: d for d in interp.get_tensor_details()}
+        tapped = []
+        for op in interp._get_ops_details():  # noqa: SLF001 - LiteRT's only list of ops in execution order
+            for index in op["outputs"]:
+                detail = details.get(int(index))
+                if detail is None:
+                    continue
+                value = np.array(interp.get_tensor(int(index)))
+                params = detail.get("quantization_parameters") or {}
+                scales, zeros = list(params.get("scales", ())), list(params.get("zero_points", ()))
+                if len(scales) == 1 and np.issubdtype(value.dtype, np.integer):
+                    value = dequantize(value, float(scales[0]), int(zeros[0]) if zeros else 0)
+                tapped.append(Tapped(detail["name"], str(op["op_name"]), value))
+        return tapped
 
     def _close(self) -> None:
         self._runner = None

@@ -67,7 +67,7 @@ def target_json(item: TargetResult) -> dict[str, Any]:
                        "layout": artifact.layout if artifact else None,
                        "quantization": artifact.quantization if artifact else None,
                        "io": artifact.io.to_json() if artifact else None,
-                       "converter": ({k: v for k, v in artifact.extra.items() if k != "float_artifact"}
+                       "converter": ({k: v for k, v in artifact.extra.items() if k not in ("float_artifact", "tensors")}
                                      if artifact else None)},  # (that scratch path is gone by now)
         "numeric": item.numeric.to_json() if item.numeric else None,
         "latency_ms": item.latency.to_json() if item.latency else None,
