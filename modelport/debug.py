@@ -61,6 +61,7 @@ class Layer:
     snr_db: float | None
     passed: bool
     reason: str = ""
+    matched_by: str = "recorded"  # recorded (the converter's correspondence) | name | value
 
     def to_json(self) -> dict[str, Any]:
         def finite(x: float | None) -> float | None:
@@ -70,7 +71,7 @@ class Layer:
                 "source_tensors": self.source_tensors, "shape": list(self.shape),
                 "perm": list(self.perm) if self.perm else None, "max_abs_diff": finite(self.max_abs_diff),
                 "cosine": self.cosine, "snr_db": finite(self.snr_db), "passed": self.passed,
-                "reason": self.reason or None}
+                "reason": self.reason or None, "matched_by": self.matched_by}
 
 
 @dataclass
@@ -81,7 +82,7 @@ class DebugResult:
     candidate_runtime: str
     samples: int
     tolerance: Tolerance
-    matched_by: str                         # "recorded correspondence" | "name"
+    matched_by: str                         # "recorded correspondence" | "name and value"
     layers: list[Layer] = field(default_factory=list)
     unmatched: int = 0                      # reference tensors with no counterpart in the candidate
     first_divergent: int | None = None      # index into layers
@@ -185,43 +186,98 @@ def _compare(reference: str, candidate: str, options: DebugOptions, registry: Re
         ref_taps = [ref_runner.tap(feed) for feed in feeds]
         cand_taps = [cand_runner.tap(to_artifact_feeds(probe, feed)) for feed in feeds]
         result = DebugResult(reference, candidate, ref_runner.runtime, cand_runner.runtime, len(feeds), tolerance,
-                             "recorded correspondence" if sidecar and sidecar.get("tensors") else "name")
+                             "recorded correspondence" if sidecar and sidecar.get("tensors") else "name and value")
     order = {t.name: i for i, t in enumerate(ref_taps[0])}
     ref_ops = {t.name: t.op for t in ref_taps[0]}
     ref_nodes = {t.name: t.node or _node_name(t.name) for t in ref_taps[0]}
+    recorded = bool(sidecar and sidecar.get("tensors"))
     groups = _correspondence(sidecar, ref_taps[0], cand_taps[0])
     channel_last = {e["name"] for e in (sidecar or {}).get("tensors") or [] if isinstance(e, dict) and e.get("channel_last")}
     cand_index = {t.name: i for i, t in enumerate(cand_taps[0])}
     ref_values = {t.name: [taps[i].value for taps in ref_taps] for i, t in enumerate(ref_taps[0])}
-    matched: set[str] = set()
-    for cand_name, sources in groups.items():
-        sources = sorted((s for s in sources if s in order), key=order.__getitem__)
-        if not sources or cand_name not in cand_index:
-            continue
+    matched: dict[str, int] = {}  # reference tensor -> candidate position
+
+    def add(cand_name: str, sources: list[str], how: str) -> None:
         compared = sources[-1]
         refs = ref_values[compared]
         cands = [taps[cand_index[cand_name]].value for taps in cand_taps]
-        if refs[0].dtype.kind != "f":
-            continue
         perm = _perm(refs[0].shape, cands[0].shape, cand_name in channel_last)
-        if perm is None:
-            continue  # same name, other tensor (a shape that no transpose explains)
-        if perm == tuple(range(len(perm))):
-            perm = None
+        if refs[0].dtype.kind != "f" or perm is None:
+            return  # not a float tensor, or the same name on another tensor (no transpose explains the shapes)
+        perm = None if perm == tuple(range(len(perm))) else perm
         aligned = [r.transpose(perm) if perm else r for r in refs]
         comparison = compare_output(cand_name, aligned, [c.astype(aligned[0].dtype, copy=False) for c in cands],
                                     tolerance)
-        matched.update(sources)
-        first = sources[0]
+        matched.update({source: cand_index[cand_name] for source in sources})
         result.layers.append(Layer(order[compared], cand_name, cand_taps[0][cand_index[cand_name]].op,
-                                   ref_nodes[first],
-                                   "+".join(dict.fromkeys(ref_ops[s] for s in sources)), sources, tuple(refs[0].shape),
-                                   perm or None, comparison.max_abs_diff, comparison.cosine, comparison.snr_db,
-                                   comparison.passed, comparison.reason))
+                                   ref_nodes[sources[0]], "+".join(dict.fromkeys(ref_ops[s] for s in sources)),
+                                   sources, tuple(refs[0].shape), perm, comparison.max_abs_diff, comparison.cosine,
+                                   comparison.snr_db, comparison.passed, comparison.reason, how))
+
+    for cand_name, named in groups.items():
+        sources = sorted((s for s in named if s in order), key=order.__getitem__)
+        if sources and cand_name in cand_index:
+            add(cand_name, sources, "recorded" if recorded else "name")
+    if not recorded:
+        for ref_name, cand_name in _by_value(ref_taps[0], cand_taps[0], matched):
+            add(cand_name, [ref_name], "value")
     result.layers.sort(key=lambda layer: layer.position)
     result.unmatched = sum(1 for t in ref_taps[0] if t.name not in matched and t.value.dtype.kind == "f")
     result.first_divergent = next((i for i, layer in enumerate(result.layers) if not layer.passed), None)
     return result
+
+
+VALUE_MATCH_COSINE = 0.9   # the least agreement that pairs two unnamed tensors by their values
+_VALUE_MATCH_PAIRS = 200_000  # past this many comparisons, unnamed tensors stay unmatched
+
+
+def _by_value(reference: list[Tapped], candidate: list[Tapped], matched: dict[str, int]) -> list[tuple[str, str]]:
+    """Pairs for reference tensors that no record or name matched (TFLite files from converters
+    that keep no names): candidate tensors of a compatible shape whose values agree (cosine >=
+    VALUE_MATCH_COSINE), one to one and in the same order in both graphs (the alignment with the
+    largest total agreement), never crossing a tensor already matched by name. A tensor the
+    conversion broke finds no partner and stays unmatched: its neighbours say where it is."""
+    import numpy as np
+
+    used = set(matched.values())
+    pending = [(i, t) for i, t in enumerate(reference) if t.name not in matched and t.value.dtype.kind == "f"]
+    free = [(j, t) for j, t in enumerate(candidate) if j not in used and t.value.dtype.kind == "f"]
+    if not pending or not free or len(pending) * len(free) > _VALUE_MATCH_PAIRS:
+        return []
+    position = {t.name: i for i, t in enumerate(reference)}
+    anchors = sorted((position[name], j) for name, j in matched.items() if name in position)
+    score = np.full((len(pending), len(free)), -np.inf)
+    for row, (i, ref) in enumerate(pending):
+        floor = max((j for a, j in anchors if a < i), default=-1)
+        ceiling = min((j for a, j in anchors if a > i), default=len(candidate))
+        for col, (j, cand) in enumerate(free):
+            perm = _perm(ref.value.shape, cand.value.shape) if floor < j < ceiling else None
+            if perm is None:
+                continue
+            r = ref.value.transpose(perm).astype(np.float64).ravel()
+            c = cand.value.astype(np.float64).ravel()
+            norms = float(np.linalg.norm(r) * np.linalg.norm(c))
+            cos = float(np.dot(r, c)) / norms if norms else (1.0 if not r.any() and not c.any() else 0.0)
+            if cos >= VALUE_MATCH_COSINE:
+                score[row, col] = cos
+    # An order-keeping alignment (as in a longest common subsequence) with the largest total score.
+    rows, cols = score.shape
+    best = np.zeros((rows + 1, cols + 1))
+    for row in range(rows):
+        for col in range(cols):
+            take = best[row, col] + score[row, col] if np.isfinite(score[row, col]) else -np.inf
+            best[row + 1, col + 1] = max(best[row, col + 1], best[row + 1, col], take)
+    pairs: list[tuple[str, str]] = []
+    row, col = rows, cols
+    while row and col:
+        if best[row, col] == best[row - 1, col]:
+            row -= 1
+        elif best[row, col] == best[row, col - 1]:
+            col -= 1
+        else:
+            pairs.append((pending[row - 1][1].name, free[col - 1][1].name))
+            row, col = row - 1, col - 1
+    return pairs[::-1]
 
 
 def _tappable(path: str, registry: Registry) -> Any:
@@ -244,15 +300,25 @@ def _correspondence(sidecar: dict | None, reference: list[Tapped], candidate: li
     for entry in (sidecar or {}).get("tensors") or []:
         if isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("source"), list):
             recorded[entry["name"]] = [s for s in entry["source"] if isinstance(s, str)]
+    for link in (sidecar or {}).get("io", {}).get("outputs", []):  # the outputs, as validation pairs them
+        if isinstance(link, dict) and isinstance(link.get("name"), str) and isinstance(link.get("source"), str):
+            recorded.setdefault(link["name"], [link["source"]])
     claimed = {s for sources in recorded.values() for s in sources}
     by_name: dict[str, str] = {}
     for tapped in reference:
         by_name.setdefault(tapped.name, tapped.name)
         by_name.setdefault(_sanitized(tapped.name), tapped.name)
-    for tapped in candidate:  # the rest by name (graph outputs keep theirs on every path)
-        source = by_name.get(tapped.name) or by_name.get(tapped.name.removesuffix(":0"))
+    # The rest by name (graph outputs keep theirs on every path). In a QDQ model a quantized tensor
+    # X is what its DequantizeLinear gives back (X_DequantizeLinear_Output): X itself may be the
+    # float output of an op before a Relu the quantizer folded into the quantization range.
+    dequantized = "_DequantizeLinear_Output"
+    ordered = sorted(candidate, key=lambda t: not t.name.endswith(dequantized))
+    for tapped in ordered:
+        name = tapped.name.removesuffix(dequantized)
+        source = by_name.get(name) or by_name.get(name.removesuffix(":0"))
         if tapped.name not in recorded and source is not None and source not in claimed:
             recorded[tapped.name] = [source]
+            claimed.add(source)
     return recorded
 
 

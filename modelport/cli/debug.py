@@ -60,7 +60,7 @@ def debug(reference: str, candidate: str | None, to: str | None, quantize: str, 
         raise BadInput("Give a CANDIDATE model, or --to TARGET to convert REFERENCE first (not both).",
                        "Examples: modelport debug model.onnx model.tflite | modelport debug model.pt2 --to tflite")
     options = api.DebugOptions(
-        targets=(to,) if to else ("onnx",), quantize=quantize, calibration_data=calibration_data,
+        targets=tuple(t.strip() for t in to.split(",")) if to else ("onnx",), quantize=quantize, calibration_data=calibration_data,
         inputs=parse_many(parse_input, inputs), sample_inputs=sample_inputs, samples=positive("--samples", samples),
         seed=seed, atol=atol, rtol=rtol, min_cosine=min_cosine, trust_remote_code=trust_remote_code,
         verbose=verbose, max_memory=max_memory, timeout=timeout)
@@ -90,7 +90,7 @@ def _table(result: Any, show_all: bool) -> None:
                   f"({result.reference_runtime}), {result.samples} sample(s); layers matched by {result.matched_by}; "
                   f"tolerance atol {tol.atol:g} rtol {tol.rtol:g}" + (f" cosine >= {tol.min_cosine:g}" if tol.min_cosine else ""))
     table = Table()
-    for column in ("#", "source node", "op", "candidate tensor", "shape", "max abs", "cosine", "SNR dB", ""):
+    for column in ("#", "source node", "op", "candidate tensor", "matched by", "shape", "max abs", "cosine", "SNR dB", ""):
         table.add_column(column, justify="right" if column in ("#", "max abs", "cosine", "SNR dB") else "left",
                          overflow="fold")
     first = result.first_divergent
@@ -103,7 +103,7 @@ def _table(result: Any, show_all: bool) -> None:
         mark = "<- first divergent" if index == first else ("" if layer.passed else "x")
         style = "bold red" if index == first else None
         table.add_row(str(index), escape(layer.source_name), layer.source_op, escape(_short(layer.name)),
-                      "x".join(str(d) for d in layer.shape), _num(layer.max_abs_diff), f"{layer.cosine:.6f}",
+                      layer.matched_by, "x".join(str(d) for d in layer.shape), _num(layer.max_abs_diff), f"{layer.cosine:.6f}",
                       _db(layer.snr_db), mark, style=style)
     console.print(table)
     if len(shown) < len(result.layers):

@@ -161,6 +161,8 @@ class LiteRTRunner(Runner):
                 interp.set_tensor(self._in_details[name]["index"], value)
             interp.invoke()
         details = {d["index"]: d for d in interp.get_tensor_details()}
+        # The model's outputs go by the names this runner gives them everywhere (signature keys).
+        named = {int(d["index"]): name for name, d in self._out_details.items()}
         tapped = []
         for op in interp._get_ops_details():  # noqa: SLF001 - LiteRT's only list of ops in execution order
             for index in op["outputs"]:
@@ -172,7 +174,7 @@ class LiteRTRunner(Runner):
                 scales, zeros = list(params.get("scales", ())), list(params.get("zero_points", ()))
                 if len(scales) == 1 and np.issubdtype(value.dtype, np.integer):
                     value = dequantize(value, float(scales[0]), int(zeros[0]) if zeros else 0)
-                tapped.append(Tapped(detail["name"], str(op["op_name"]), value))
+                tapped.append(Tapped(named.get(int(index), detail["name"]), str(op["op_name"]), value))
         return tapped
 
     def _close(self) -> None:
