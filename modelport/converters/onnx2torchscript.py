@@ -58,6 +58,9 @@ def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifac
     torch = require("torch", purpose="to write TorchScript")
     onnx = require("onnx")
     onnx2torch = _import_onnx2torch()
+    from .onnx2torch_ops import register
+
+    register()  # the ops onnx2torch lacks, through its own add_converter
     model = onnx.load(str(onnx_artifact.path))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     lowered = None

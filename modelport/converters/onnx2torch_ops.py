@@ -1,0 +1,155 @@
+"""ONNX ops onnx2torch 1.5 lacks, registered through its own `add_converter`.
+
+Each is a small torch module that the TorchScript trace records like onnx2torch's own; each
+follows the ONNX operator spec of its version (the conformance table tests them against the
+ONNX backend node tests). Registered once per process, before the first conversion.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_registered = False
+
+
+def register() -> None:
+    global _registered
+    if _registered:
+        return
+    import torch
+    from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription, add_converter
+    from onnx2torch.utils.common import OnnxToTorchModule, OperationConverterResult, onnx_mapping_from_node
+
+    def new(op: str, version: int) -> Any:
+        """add_converter, skipping versions a newer onnx2torch registers itself."""
+        if OperationDescription("", op, version) in _CONVERTER_REGISTRY:
+            return lambda converter: converter
+        return add_converter(operation_type=op, version=version)
+
+    class Size(torch.nn.Module, OnnxToTorchModule):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.tensor(x.numel(), dtype=torch.int64)
+
+    class CastLike(torch.nn.Module, OnnxToTorchModule):
+        def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            return x.to(like.dtype)
+
+    class Reduce18(torch.nn.Module, OnnxToTorchModule):
+        """The Reduce ops from opset 18 (ReduceSum from 13): the axes are an optional input."""
+
+        def __init__(self, kind: str, keepdims: bool, noop_with_empty_axes: bool) -> None:
+            super().__init__()
+            self.kind, self.keepdims, self.noop = kind, keepdims, noop_with_empty_axes
+
+        def forward(self, x: torch.Tensor, axes: torch.Tensor | None = None) -> torch.Tensor:
+            dims = [int(a) % max(x.dim(), 1) for a in axes.tolist()] if axes is not None else []
+            if not dims:
+                if self.noop:
+                    return x
+                dims = list(range(x.dim()))
+            if not dims:  # a scalar: nothing to reduce
+                return x
+            kind, keep = self.kind, self.keepdims
+            if kind == "ReduceMax":
+                return torch.amax(x, dim=dims, keepdim=keep)
+            if kind == "ReduceMin":
+                return torch.amin(x, dim=dims, keepdim=keep)
+            if kind == "ReduceMean":
+                return torch.mean(x, dim=dims, keepdim=keep)
+            if kind == "ReduceLogSumExp":
+                return torch.logsumexp(x, dim=dims, keepdim=keep)
+            if kind == "ReduceProd":
+                for dim in sorted(dims, reverse=True):
+                    x = torch.prod(x, dim=dim, keepdim=keep)
+                return x
+            if kind in ("ReduceL1", "ReduceL2", "ReduceSumSquare"):
+                x = x.abs() if kind == "ReduceL1" else x * x
+            total = torch.sum(x, dim=dims, keepdim=keep)
+            if kind == "ReduceL2":
+                return torch.sqrt(total)
+            if kind == "ReduceLogSum":
+                return torch.log(total)
+            return total
+
+    class Split18(torch.nn.Module, OnnxToTorchModule):
+        """Split from opset 18: sizes from the `split` input, or `num_outputs` chunks of
+        ceil(length / num_outputs), the last one smaller."""
+
+        def __init__(self, axis: int, num_outputs: int) -> None:
+            super().__init__()
+            self.axis, self.num_outputs = axis, num_outputs
+
+        def forward(self, x: torch.Tensor, split: torch.Tensor | None = None) -> list[torch.Tensor]:
+            if split is not None:
+                return list(torch.split(x, [int(s) for s in split.tolist()], dim=self.axis))
+            return list(torch.split(x, math.ceil(x.shape[self.axis] / self.num_outputs), dim=self.axis))
+
+    @new("Size", 1)
+    @new("Size", 13)
+    def _size(node: Any, graph: Any) -> Any:
+        return OperationConverterResult(torch_module=Size(), onnx_mapping=onnx_mapping_from_node(node))
+
+    @new("CastLike", 15)
+    def _cast_like(node: Any, graph: Any) -> Any:
+        return OperationConverterResult(torch_module=CastLike(), onnx_mapping=onnx_mapping_from_node(node))
+
+    def _reduce(node: Any, graph: Any) -> Any:
+        attributes = node.attributes
+        module = Reduce18(node.operation_type, bool(attributes.get("keepdims", 1)),
+                          bool(attributes.get("noop_with_empty_axes", 0)))
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    for op in ("ReduceMax", "ReduceMin", "ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+               "ReduceLogSumExp", "ReduceSumSquare"):
+        new(op, 18)(_reduce)
+
+    @new("Split", 18)
+    def _split(node: Any, graph: Any) -> Any:
+        attributes = node.attributes
+        module = Split18(int(attributes.get("axis", 0)), int(attributes.get("num_outputs", len(node.output_values))))
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    class Flatten(torch.nn.Module, OnnxToTorchModule):
+        """ONNX Flatten for any axis in [-rank, rank]: (prod(dims[:axis]), prod(dims[axis:]))."""
+
+        def __init__(self, axis: int) -> None:
+            super().__init__()
+            self.axis = axis
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            axis = self.axis % x.dim() if self.axis < 0 else self.axis
+            outer = 1
+            for size in x.shape[:axis]:
+                outer *= int(size)
+            inner = 1
+            for size in x.shape[axis:]:
+                inner *= int(size)
+            return x.reshape(outer, inner)
+
+    for version in (1, 9, 11, 13, 21):
+        # onnx2torch's own flattens everything for axis 0 and fails on negative axes: its axis 1 stays.
+        description = OperationDescription("", "Flatten", version)
+        theirs = _CONVERTER_REGISTRY.get(description)
+
+        def _flatten(node: Any, graph: Any, theirs: Any = theirs) -> Any:
+            axis = int(node.attributes.get("axis", 1))
+            if axis == 1 and theirs is not None:
+                return theirs(node, graph)
+            return OperationConverterResult(torch_module=Flatten(axis), onnx_mapping=onnx_mapping_from_node(node))
+
+        _CONVERTER_REGISTRY[description] = _flatten
+
+    resize13 = _CONVERTER_REGISTRY.get(OperationDescription("", "Resize", 13))
+    if resize13 is not None:
+        @new("Resize", 18)
+        def _resize(node: Any, graph: Any) -> Any:
+            # Resize 18 added antialias, axes and keep_aspect_ratio_policy; at their defaults it is Resize 13.
+            attributes = node.attributes
+            if (attributes.get("antialias", 0) or "axes" in attributes
+                    or attributes.get("keep_aspect_ratio_policy", "stretch") != "stretch"):
+                raise NotImplementedError("operation_type='Resize', version=18 with antialias, axes or "
+                                          "keep_aspect_ratio_policy")
+            return resize13(node, graph)
+
+    _registered = True
