@@ -140,6 +140,86 @@ def register() -> None:
 
         _CONVERTER_REGISTRY[description] = _flatten
 
+    class Clip(torch.nn.Module, OnnxToTorchModule):
+        """Clip whose bounds are tensors computed in the graph (or graph inputs), not constants."""
+
+        def forward(self, x: torch.Tensor, min_value: torch.Tensor | None = None,
+                    max_value: torch.Tensor | None = None) -> torch.Tensor:
+            if min_value is not None:
+                x = torch.maximum(x, min_value.to(x.dtype))
+            if max_value is not None:
+                x = torch.minimum(x, max_value.to(x.dtype))
+            return x
+
+    class Hardmax(torch.nn.Module, OnnxToTorchModule):
+        def __init__(self, axis: int) -> None:
+            super().__init__()
+            self.axis = axis
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            # torch.argmax returns the first of equal maxima, as ONNX asks
+            hot = torch.nn.functional.one_hot(torch.argmax(x, dim=self.axis), x.shape[self.axis])
+            return hot.movedim(-1, self.axis).to(x.dtype)
+
+    class LayerNorm(torch.nn.Module, OnnxToTorchModule):
+        """LayerNormalization with its optional Mean and InvStdDev outputs (onnx2torch gives Y only)."""
+
+        def __init__(self, axis: int, epsilon: float, outputs: int) -> None:
+            super().__init__()
+            self.axis, self.epsilon, self.outputs = axis, epsilon, outputs
+
+        def forward(self, x: torch.Tensor, scale: torch.Tensor,
+                    bias: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+            dims = list(range(self.axis % x.dim(), x.dim()))
+            mean = x.mean(dim=dims, keepdim=True)
+            inv_std = torch.rsqrt(((x - mean) ** 2).mean(dim=dims, keepdim=True) + self.epsilon)
+            y = (x - mean) * inv_std * scale
+            if bias is not None:
+                y = y + bias
+            return (y, mean, inv_std)[: self.outputs]
+
+    def _replace(op: str, versions: tuple[int, ...], ours: Any) -> None:
+        """Our converter where onnx2torch's refuses the node (NotImplementedError) or would drop
+        what the node asks for (`ours` returns None to leave the node to theirs)."""
+        for version in versions:
+            description = OperationDescription("", op, version)
+            theirs = _CONVERTER_REGISTRY.get(description)
+
+            def convert(node: Any, graph: Any, theirs: Any = theirs) -> Any:
+                mine = ours(node, graph)
+                if mine is not None or theirs is None:
+                    if mine is None:
+                        raise NotImplementedError(f"operation_type='{node.operation_type}', version={version}")
+                    return mine
+                return theirs(node, graph)
+
+            _CONVERTER_REGISTRY[description] = convert
+
+    def _clip(node: Any, graph: Any) -> Any:
+        from onnx2torch.utils.common import get_const_value
+
+        bounds = [name for name in node.input_values[1:] if name]
+        try:
+            for name in bounds:
+                get_const_value(name, graph)
+            if bounds:
+                return None  # constant bounds: onnx2torch's own
+        except KeyError:
+            pass
+        return OperationConverterResult(torch_module=Clip(), onnx_mapping=onnx_mapping_from_node(node))
+
+    _replace("Clip", (11, 12, 13), _clip)
+    _replace("LayerNormalization", (17,), lambda node, graph: None if len(node.output_values) < 2 else
+             OperationConverterResult(torch_module=LayerNorm(int(node.attributes.get("axis", -1)),
+                                                             float(node.attributes.get("epsilon", 1e-5)),
+                                                             len(node.output_values)),
+                                      onnx_mapping=onnx_mapping_from_node(node)))
+
+    @new("Hardmax", 13)
+    def _hardmax(node: Any, graph: Any) -> Any:
+        return OperationConverterResult(torch_module=Hardmax(int(node.attributes.get("axis", -1))),
+                                        onnx_mapping=onnx_mapping_from_node(node))
+
     resize13 = _CONVERTER_REGISTRY.get(OperationDescription("", "Resize", 13))
     if resize13 is not None:
         @new("Resize", 18)
