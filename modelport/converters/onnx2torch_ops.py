@@ -209,6 +209,73 @@ def register() -> None:
         return OperationConverterResult(torch_module=Clip(), onnx_mapping=onnx_mapping_from_node(node))
 
     _replace("Clip", (11, 12, 13), _clip)
+
+    class TensorWeightConv(torch.nn.Module, OnnxToTorchModule):
+        """Conv / ConvTranspose whose weights are a graph input or computed (onnx2torch needs
+        constants): torch's functional conv, ONNX's padding applied (or cropped) around it."""
+
+        def __init__(self, transpose: bool, attributes: dict) -> None:
+            super().__init__()
+            self.transpose = transpose
+            self.strides = list(attributes.get("strides", []))
+            self.dilations = list(attributes.get("dilations", []))
+            self.pads = list(attributes.get("pads", []))
+            self.group = int(attributes.get("group", 1))
+            self.auto_pad = str(attributes.get("auto_pad", "NOTSET"))
+            self.output_padding = list(attributes.get("output_padding", []))
+            self.output_shape = list(attributes.get("output_shape", []))
+
+        def _same(self, total: int) -> tuple[int, int]:
+            small, large = total // 2, total - total // 2
+            return (small, large) if self.auto_pad == "SAME_UPPER" else (large, small)
+
+        def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            n = x.dim() - 2
+            strides, dilations = self.strides or [1] * n, self.dilations or [1] * n
+            extent = [(int(w.shape[2 + i]) - 1) * dilations[i] + 1 for i in range(n)]
+            size = [int(d) for d in x.shape[2:]]
+            pads = self.pads or [0] * (2 * n)
+            functional = torch.nn.functional
+            if not self.transpose:
+                if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+                    pairs = [self._same(max((-(-size[i] // strides[i]) - 1) * strides[i] + extent[i] - size[i], 0))
+                             for i in range(n)]
+                    pads = [p[0] for p in pairs] + [p[1] for p in pairs]
+                elif self.auto_pad == "VALID":
+                    pads = [0] * (2 * n)
+                torch_pads = [v for i in reversed(range(n)) for v in (pads[i], pads[n + i])]
+                conv = (functional.conv1d, functional.conv2d, functional.conv3d)[n - 1]
+                return conv(functional.pad(x, torch_pads), w, b, stride=strides, dilation=dilations, groups=self.group)
+            extra = self.output_padding or [0] * n
+            full = [strides[i] * (size[i] - 1) + extent[i] + extra[i] for i in range(n)]
+            wanted = self.output_shape[-n:] if self.output_shape else (
+                [size[i] * strides[i] for i in range(n)] if self.auto_pad in ("SAME_UPPER", "SAME_LOWER") else None)
+            if wanted is not None:
+                pairs = [self._same(full[i] - int(wanted[i])) for i in range(n)]
+                pads = [p[0] for p in pairs] + [p[1] for p in pairs]
+            conv_t = (functional.conv_transpose1d, functional.conv_transpose2d, functional.conv_transpose3d)[n - 1]
+            y = conv_t(x, w, None, stride=strides, groups=self.group, dilation=dilations)
+            # output_padding is added at the end of each dim; ONNX's pads crop (negative: zero-extend)
+            torch_pads = [v for i in reversed(range(n)) for v in (-pads[i], extra[i] - pads[n + i])]
+            y = functional.pad(y, torch_pads)
+            if b is not None:
+                y = y + b.reshape(1, -1, *([1] * n))
+            return y
+
+    def _tensor_weights(transpose: bool) -> Any:
+        def convert(node: Any, graph: Any) -> Any:
+            from onnx2torch.utils.common import get_const_value
+
+            try:
+                get_const_value(node.input_values[1], graph)
+                return None  # constant weights: onnx2torch's own
+            except KeyError:
+                return OperationConverterResult(torch_module=TensorWeightConv(transpose, dict(node.attributes)),
+                                                onnx_mapping=onnx_mapping_from_node(node))
+        return convert
+
+    _replace("Conv", (1, 11), _tensor_weights(False))
+    _replace("ConvTranspose", (1, 11), _tensor_weights(True))
     _replace("LayerNormalization", (17,), lambda node, graph: None if len(node.output_values) < 2 else
              OperationConverterResult(torch_module=LayerNorm(int(node.attributes.get("axis", -1)),
                                                              float(node.attributes.get("epsilon", 1e-5)),
