@@ -287,6 +287,65 @@ def register() -> None:
         return OperationConverterResult(torch_module=Hardmax(int(node.attributes.get("axis", -1))),
                                         onnx_mapping=onnx_mapping_from_node(node))
 
+    class GridSample(torch.nn.Module, OnnxToTorchModule):
+        """ONNX GridSample was specified after torch's grid_sample: the same modes and padding."""
+
+        def __init__(self, mode: str, padding_mode: str, align_corners: bool) -> None:
+            super().__init__()
+            self.mode = {"linear": "bilinear", "cubic": "bicubic"}.get(mode, mode)
+            self.padding_mode, self.align_corners = padding_mode, align_corners
+
+        def forward(self, x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.grid_sample(x, grid.to(x.dtype), mode=self.mode, padding_mode=self.padding_mode,
+                                                   align_corners=self.align_corners)
+
+    @new("GridSample", 16)
+    def _grid_sample(node: Any, graph: Any) -> Any:
+        attributes = node.attributes
+        module = GridSample(str(attributes.get("mode", "bilinear")), str(attributes.get("padding_mode", "zeros")),
+                            bool(attributes.get("align_corners", 0)))
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    class LpPool(torch.nn.Module, OnnxToTorchModule):
+        """(sum over each window of |x|^p)^(1/p), after ONNX's zero padding."""
+
+        def __init__(self, kernel: list[int], strides: list[int], pads: list[int], p: float, auto_pad: str) -> None:
+            super().__init__()
+            self.kernel, self.strides, self.pads, self.p, self.auto_pad = kernel, strides, pads, p, auto_pad
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            n = len(self.kernel)
+            strides = self.strides or [1] * n
+            pads = self.pads or [0] * (2 * n)
+            if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+                size = [int(d) for d in x.shape[2:]]
+                totals = [max((-(-size[i] // strides[i]) - 1) * strides[i] + self.kernel[i] - size[i], 0)
+                          for i in range(n)]
+                upper = self.auto_pad == "SAME_UPPER"
+                pads = ([t // 2 if upper else t - t // 2 for t in totals]
+                        + [t - t // 2 if upper else t // 2 for t in totals])
+            elif self.auto_pad == "VALID":
+                pads = [0] * (2 * n)
+            functional = torch.nn.functional
+            x = functional.pad(x.abs() ** self.p, [v for i in reversed(range(n)) for v in (pads[i], pads[n + i])])
+            pool = (functional.avg_pool1d, functional.avg_pool2d, functional.avg_pool3d)[n - 1]
+            windows = 1
+            for k in self.kernel:
+                windows *= k
+            return (pool(x, self.kernel, strides) * windows) ** (1.0 / self.p)
+
+    def _lp_pool(node: Any, graph: Any) -> Any:
+        attributes = node.attributes
+        if any(d != 1 for d in attributes.get("dilations", [])) or attributes.get("ceil_mode", 0):
+            raise NotImplementedError("operation_type='LpPool', version=18 with dilations or ceil_mode")
+        module = LpPool(list(attributes["kernel_shape"]), list(attributes.get("strides", [])),
+                        list(attributes.get("pads", [])), float(attributes.get("p", 2)),
+                        str(attributes.get("auto_pad", "NOTSET")))
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    for version in (11, 18):
+        new("LpPool", version)(_lp_pool)
+
     resize13 = _CONVERTER_REGISTRY.get(OperationDescription("", "Resize", 13))
     if resize13 is not None:
         @new("Resize", 18)
