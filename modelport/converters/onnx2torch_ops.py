@@ -346,6 +346,48 @@ def register() -> None:
     for version in (11, 18):
         new("LpPool", version)(_lp_pool)
 
+    class Mish(torch.nn.Module, OnnxToTorchModule):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.mish(x)
+
+    class SpaceDepth(torch.nn.Module, OnnxToTorchModule):
+        """DepthToSpace (DCR and CRD) and SpaceToDepth, by the reshapes and transposes of the spec."""
+
+        def __init__(self, op: str, blocksize: int, mode: str) -> None:
+            super().__init__()
+            self.op, self.block, self.mode = op, blocksize, mode
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            b, c, h, w = (int(d) for d in x.shape)
+            k = self.block
+            if self.op == "SpaceToDepth":
+                y = x.reshape(b, c, h // k, k, w // k, k).permute(0, 3, 5, 1, 2, 4)
+                return y.reshape(b, c * k * k, h // k, w // k)
+            if self.mode == "DCR":
+                y = x.reshape(b, k, k, c // (k * k), h, w).permute(0, 3, 4, 1, 5, 2)
+            else:
+                y = x.reshape(b, c // (k * k), k, k, h, w).permute(0, 1, 4, 2, 5, 3)
+            return y.reshape(b, c // (k * k), h * k, w * k)
+
+    @new("Mish", 18)
+    def _mish(node: Any, graph: Any) -> Any:
+        return OperationConverterResult(torch_module=Mish(), onnx_mapping=onnx_mapping_from_node(node))
+
+    def _space_depth(node: Any, graph: Any) -> Any:
+        attributes = node.attributes
+        module = SpaceDepth(node.operation_type, int(attributes["blocksize"]), str(attributes.get("mode", "DCR")))
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    for version in (1, 13):
+        new("SpaceToDepth", version)(_space_depth)
+    _replace("DepthToSpace", (1, 11, 13), lambda node, graph: _space_depth(node, graph))
+
+    from .onnx2torch_rnn import recurrent_converter
+
+    for op in ("RNN", "GRU", "LSTM"):
+        for version in (7, 14):
+            new(op, version)(recurrent_converter(OperationConverterResult))
+
     resize13 = _CONVERTER_REGISTRY.get(OperationDescription("", "Resize", 13))
     if resize13 is not None:
         @new("Resize", 18)
