@@ -12,6 +12,28 @@ from typing import Any
 
 _registered = False
 
+# Ops added after opset 18 that modelport converts itself. The onnx version converter cannot take
+# them down to onnx2torch's opset 18 (they do not exist there), so `own_newer_ops` moves them to
+# this domain first, where the graph keeps them as they are and these converters take them.
+NEWER_DOMAIN = "modelport_newer"  # no dot: onnx2torch names modules domain/op
+NEWER_OPS = ("Gelu", "GroupNormalization", "RMSNormalization", "Attention")
+
+
+def own_newer_ops(model: Any) -> Any:
+    """MODEL with its NEWER_OPS nodes in NEWER_DOMAIN (a copy; the input is left as it was)."""
+    import onnx
+
+    if not any(n.op_type in NEWER_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node):
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        if node.op_type in NEWER_OPS and node.domain in ("", "ai.onnx"):
+            node.domain = NEWER_DOMAIN
+    if not any(o.domain == NEWER_DOMAIN for o in copy.opset_import):
+        copy.opset_import.append(onnx.helper.make_opsetid(NEWER_DOMAIN, 1))
+    return copy
+
 
 def register() -> None:
     global _registered
@@ -388,6 +410,8 @@ def register() -> None:
         for version in (7, 14):
             new(op, version)(recurrent_converter(OperationConverterResult))
 
+    _register_newer(torch, add_converter, OnnxToTorchModule, OperationConverterResult, onnx_mapping_from_node)
+
     resize13 = _CONVERTER_REGISTRY.get(OperationDescription("", "Resize", 13))
     if resize13 is not None:
         @new("Resize", 18)
@@ -401,3 +425,101 @@ def register() -> None:
             return resize13(node, graph)
 
     _registered = True
+
+
+def _register_newer(torch: Any, add_converter: Any, base: Any, result: Any, mapping_of: Any) -> None:
+    """Converters for NEWER_OPS, in NEWER_DOMAIN (see own_newer_ops), from their ONNX specs."""
+
+    class Gelu(torch.nn.Module, base):
+        def __init__(self, approximate: str) -> None:
+            super().__init__()
+            self.approximate = approximate
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.gelu(x, approximate=self.approximate)
+
+    class GroupNorm(torch.nn.Module, base):
+        """GroupNormalization 21 (scale and bias per channel) and 18 (per group)."""
+
+        def __init__(self, groups: int, epsilon: float) -> None:
+            super().__init__()
+            self.groups, self.epsilon = groups, epsilon
+
+        def forward(self, x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+            channels = int(x.shape[1])
+            if scale.numel() != channels:  # opset 18: one value per group
+                scale = scale.repeat_interleave(channels // self.groups)
+                bias = bias.repeat_interleave(channels // self.groups)
+            return torch.nn.functional.group_norm(x, self.groups, scale, bias, self.epsilon)
+
+    class RMSNorm(torch.nn.Module, base):
+        def __init__(self, axis: int, epsilon: float) -> None:
+            super().__init__()
+            self.axis, self.epsilon = axis, epsilon
+
+        def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+            dims = list(range(self.axis % x.dim(), x.dim()))
+            return x * torch.rsqrt((x * x).mean(dim=dims, keepdim=True) + self.epsilon) * scale
+
+    class Attention(torch.nn.Module, base):
+        """Attention 23 without a KV cache: 3-D (heads from q_num_heads / kv_num_heads) or 4-D
+        inputs, grouped-query heads, a boolean or additive mask, is_causal, scale, softcap."""
+
+        def __init__(self, attributes: dict) -> None:
+            super().__init__()
+            self.is_causal = bool(attributes.get("is_causal", 0))
+            self.q_heads = int(attributes.get("q_num_heads", 0))
+            self.kv_heads = int(attributes.get("kv_num_heads", 0))
+            scale = attributes.get("scale")
+            self.scale = float(scale) if scale is not None else None
+            self.softcap = float(attributes.get("softcap", 0.0))
+
+        def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+            three_d = q.dim() == 3
+            if three_d:
+                batch = int(q.shape[0])
+                q = q.reshape(batch, int(q.shape[1]), self.q_heads, -1).transpose(1, 2)
+                k = k.reshape(batch, int(k.shape[1]), self.kv_heads, -1).transpose(1, 2)
+                v = v.reshape(batch, int(v.shape[1]), self.kv_heads, -1).transpose(1, 2)
+            heads, kv_heads = int(q.shape[1]), int(k.shape[1])
+            if kv_heads != heads:
+                k = k.repeat_interleave(heads // kv_heads, dim=1)
+                v = v.repeat_interleave(heads // kv_heads, dim=1)
+            scale = self.scale if self.scale is not None else 1.0 / float(int(q.shape[-1])) ** 0.5
+            scores = (q @ k.transpose(-1, -2)) * scale
+            length_q, length_k = int(scores.shape[-2]), int(scores.shape[-1])
+            if attn_mask is not None:
+                if attn_mask.dtype == torch.bool:
+                    scores = scores.masked_fill(~attn_mask, float("-inf"))
+                else:
+                    scores = scores + attn_mask.to(scores.dtype)
+            if self.is_causal:
+                keep = torch.ones(length_q, length_k, dtype=torch.bool).tril(0)  # upper-left, as the spec's reference
+                scores = scores.masked_fill(~keep, float("-inf"))
+            if self.softcap > 0:
+                scores = self.softcap * torch.tanh(scores / self.softcap)
+            out = torch.softmax(scores, dim=-1) @ v
+            if three_d:
+                out = out.transpose(1, 2).reshape(int(out.shape[0]), length_q, -1)
+            return out
+
+    def register(op: str, build: Any) -> None:
+        def convert(node: Any, graph: Any) -> Any:
+            return result(torch_module=build(node), onnx_mapping=mapping_of(node))
+        add_converter(operation_type=op, version=1, domain=NEWER_DOMAIN)(convert)
+
+    def attention(node: Any) -> Any:
+        named_outputs = [name for name in node.output_values if name]
+        if len(node.input_values) > 4 and any(node.input_values[4:]) or len(named_outputs) > 1:
+            raise NotImplementedError("operation_type='Attention' with a KV cache or extra outputs")
+        if node.attributes.get("qk_matmul_output_mode", 0):
+            raise NotImplementedError("operation_type='Attention' with qk_matmul_output_mode")
+        return Attention(dict(node.attributes))
+
+    register("Gelu", lambda node: Gelu(str(node.attributes.get("approximate", "none"))))
+    register("GroupNormalization", lambda node: GroupNorm(int(node.attributes["num_groups"]),
+                                                          float(node.attributes.get("epsilon", 1e-5))))
+    register("RMSNormalization", lambda node: RMSNorm(int(node.attributes.get("axis", -1)),
+                                                      float(node.attributes.get("epsilon", 1e-5))))
+    register("Attention", attention)

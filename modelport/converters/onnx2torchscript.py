@@ -58,10 +58,10 @@ def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifac
     torch = require("torch", purpose="to write TorchScript")
     onnx = require("onnx")
     onnx2torch = _import_onnx2torch()
-    from .onnx2torch_ops import register
+    from .onnx2torch_ops import own_newer_ops, register
 
     register()  # the ops onnx2torch lacks, through its own add_converter
-    model = onnx.load(str(onnx_artifact.path))
+    model = own_newer_ops(onnx.load(str(onnx_artifact.path)))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     lowered = None
     if opset > MAX_OPSET:
