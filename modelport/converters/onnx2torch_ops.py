@@ -19,16 +19,25 @@ NEWER_DOMAIN = "modelport_newer"  # no dot: onnx2torch names modules domain/op
 NEWER_OPS = ("Gelu", "GroupNormalization", "RMSNormalization", "Attention")
 
 
+def _newer(node: Any) -> bool:
+    """Ops added after opset 18, and AveragePool using the dilations opset 19 gave it."""
+    if node.domain not in ("", "ai.onnx"):
+        return False
+    if node.op_type == "AveragePool":
+        return any(a.name == "dilations" and any(d != 1 for d in a.ints) for a in node.attribute)
+    return node.op_type in NEWER_OPS
+
+
 def own_newer_ops(model: Any) -> Any:
-    """MODEL with its NEWER_OPS nodes in NEWER_DOMAIN (a copy; the input is left as it was)."""
+    """MODEL with its newer nodes (`_newer`) in NEWER_DOMAIN (a copy; the input is left as it was)."""
     import onnx
 
-    if not any(n.op_type in NEWER_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node):
+    if not any(_newer(n) for n in model.graph.node):
         return model
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     for node in copy.graph.node:
-        if node.op_type in NEWER_OPS and node.domain in ("", "ai.onnx"):
+        if _newer(node):
             node.domain = NEWER_DOMAIN
     if not any(o.domain == NEWER_DOMAIN for o in copy.opset_import):
         copy.opset_import.append(onnx.helper.make_opsetid(NEWER_DOMAIN, 1))
@@ -410,6 +419,9 @@ def register() -> None:
         for version in (7, 14):
             new(op, version)(recurrent_converter(OperationConverterResult))
 
+    _register_average_pool(torch, add_converter, _replace, OnnxToTorchModule, OperationConverterResult,
+                           onnx_mapping_from_node)
+    _register_elementwise(torch, new, _replace, OnnxToTorchModule, OperationConverterResult, onnx_mapping_from_node)
     _register_newer(torch, add_converter, OnnxToTorchModule, OperationConverterResult, onnx_mapping_from_node)
 
     resize13 = _CONVERTER_REGISTRY.get(OperationDescription("", "Resize", 13))
@@ -523,3 +535,137 @@ def _register_newer(torch: Any, add_converter: Any, base: Any, result: Any, mapp
     register("RMSNormalization", lambda node: RMSNorm(int(node.attributes.get("axis", -1)),
                                                       float(node.attributes.get("epsilon", 1e-5))))
     register("Attention", attention)
+
+
+def _register_elementwise(torch: Any, new: Any, replace: Any, base: Any, result: Any, mapping_of: Any) -> None:
+    """Elementwise and small ops, each one line of torch following the ONNX spec."""
+
+    class Lambda(torch.nn.Module, base):
+        def __init__(self, op: str, attributes: dict) -> None:
+            super().__init__()
+            self.op = op
+            self.alpha = float(attributes.get("alpha", {"Selu": 1.67326319217681884765625, "ThresholdedRelu": 1.0}
+                                              .get(op, 0.0)))
+            self.gamma = float(attributes.get("gamma", 1.05070102214813232421875))
+            self.bias = float(attributes.get("bias", 0.0))
+            self.lambd = float(attributes.get("lambd", 0.5))
+            self.axis = int(attributes.get("axis", -1))
+            self.outputs = int(attributes.get("_outputs", 1))
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, z: torch.Tensor | None = None) -> Any:
+            op = self.op
+            if op == "Acosh":
+                return torch.acosh(x)
+            if op == "Asinh":
+                return torch.asinh(x)
+            if op == "Atanh":
+                return torch.atanh(x)
+            if op == "Cosh":
+                return torch.cosh(x)
+            if op == "Sinh":
+                return torch.sinh(x)
+            if op == "ThresholdedRelu":
+                return torch.where(x > self.alpha, x, torch.zeros_like(x))
+            if op == "Selu":
+                return self.gamma * torch.where(x > 0, x, self.alpha * (torch.exp(x) - 1))
+            if op == "Shrink":
+                return torch.where(x < -self.lambd, x + self.bias,
+                                   torch.where(x > self.lambd, x - self.bias, torch.zeros_like(x)))
+            if op == "GreaterOrEqual":
+                return x >= y
+            if op == "LessOrEqual":
+                return x <= y
+            if op == "GlobalMaxPool":
+                return torch.amax(x, dim=list(range(2, x.dim())), keepdim=True)
+            if op == "Det":
+                return torch.linalg.det(x)
+            if op == "Dropout":  # inference: the identity; its mask output, all true
+                return x if self.outputs == 1 else (x, torch.ones_like(x, dtype=torch.bool))
+            raise NotImplementedError(f"operation_type='{op}'")
+
+    def convert(node: Any, graph: Any) -> Any:
+        attributes = {**node.attributes, "_outputs": len([o for o in node.output_values if o])}
+        return result(torch_module=Lambda(node.operation_type, attributes), onnx_mapping=mapping_of(node))
+
+    for op, versions in {"Acosh": (9,), "Asinh": (9,), "Atanh": (9,), "Cosh": (9,), "Sinh": (9,),
+                         "ThresholdedRelu": (10, 22), "Shrink": (9,), "GreaterOrEqual": (12, 16),
+                         "LessOrEqual": (12, 16), "GlobalMaxPool": (1, 22), "Det": (11, 22)}.items():
+        for version in versions:
+            new(op, version)(convert)
+
+    def selu(node: Any, graph: Any) -> Any:  # onnx2torch's refuses any alpha but torch's own
+        return convert(node, graph) if "alpha" in node.attributes or "gamma" in node.attributes else None
+
+    replace("Selu", (6,), selu)
+
+    def dropout(node: Any, graph: Any) -> Any:  # inference only: onnx2torch refuses a seed it would not use
+        training = [name for name in node.input_values[2:3] if name]
+        return None if training else convert(node, graph)
+
+    replace("Dropout", (12, 13), dropout)
+
+
+def _register_average_pool(torch: Any, add_converter: Any, replace: Any, base: Any, result: Any, mapping_of: Any) -> None:
+    class AveragePool(torch.nn.Module, base):
+        """AveragePool for what onnx2torch refuses (auto_pad SAME_*, dilations, pads past half the
+        kernel): window sums by a depthwise conv of ones, divided by the counted positions (the
+        padding counts only with count_include_pad; the room ceil_mode adds never counts)."""
+
+        def __init__(self, attributes: dict) -> None:
+            super().__init__()
+            self.kernel = [int(k) for k in attributes["kernel_shape"]]
+            n = len(self.kernel)
+            self.strides = [int(v) for v in attributes.get("strides", [1] * n)]
+            self.dilations = [int(v) for v in attributes.get("dilations", [1] * n)]
+            self.pads = [int(v) for v in attributes.get("pads", [0] * (2 * n))]
+            self.auto_pad = str(attributes.get("auto_pad", "NOTSET"))
+            self.ceil = bool(attributes.get("ceil_mode", 0))
+            self.include_pad = bool(attributes.get("count_include_pad", 0))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            n = len(self.kernel)
+            size = [int(d) for d in x.shape[2:]]
+            extent = [(self.kernel[i] - 1) * self.dilations[i] + 1 for i in range(n)]
+            begin, end = self.pads[:n], self.pads[n:]
+            if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+                totals = [max((-(-size[i] // self.strides[i]) - 1) * self.strides[i] + extent[i] - size[i], 0)
+                          for i in range(n)]
+                small = [t // 2 for t in totals]
+                large = [t - t // 2 for t in totals]
+                begin, end = (small, large) if self.auto_pad == "SAME_UPPER" else (large, small)
+            elif self.auto_pad == "VALID":
+                begin, end = [0] * n, [0] * n
+            extra = []
+            for i in range(n):
+                span = size[i] + begin[i] + end[i] - extent[i]
+                out = (-(-span // self.strides[i]) if self.ceil else span // self.strides[i]) + 1
+                if self.ceil and (out - 1) * self.strides[i] >= size[i] + begin[i]:
+                    out -= 1  # the last window must start inside the input or its left padding
+                extra.append(max((out - 1) * self.strides[i] + extent[i] - (size[i] + begin[i] + end[i]), 0))
+            functional = torch.nn.functional
+            padding = [v for i in reversed(range(n)) for v in (begin[i], end[i] + extra[i])]
+            counted = torch.ones((1, 1, *size), dtype=x.dtype)
+            if self.include_pad:
+                counted = functional.pad(counted, [v for i in reversed(range(n)) for v in (begin[i], end[i])], value=1.0)
+                counted = functional.pad(counted, [v for i in reversed(range(n)) for v in (0, extra[i])])
+            else:
+                counted = functional.pad(counted, padding)
+            channels = int(x.shape[1])
+            conv = (functional.conv1d, functional.conv2d, functional.conv3d)[n - 1]
+            ones = torch.ones((channels, 1, *self.kernel), dtype=x.dtype)
+            sums = conv(functional.pad(x, padding), ones, stride=self.strides, dilation=self.dilations, groups=channels)
+            counts = conv(counted, ones[:1], stride=self.strides, dilation=self.dilations)
+            return sums / counts
+
+    def ours(node: Any, graph: Any) -> Any:
+        attributes = dict(node.attributes)
+        kernel = list(attributes.get("kernel_shape", []))
+        pads = list(attributes.get("pads", []))
+        unusual = (str(attributes.get("auto_pad", "NOTSET")) in ("SAME_UPPER", "SAME_LOWER")
+                   or any(d != 1 for d in attributes.get("dilations", []))
+                   or any(2 * p > kernel[i % len(kernel)] for i, p in enumerate(pads)))
+        return result(torch_module=AveragePool(attributes), onnx_mapping=mapping_of(node)) if unusual else None
+
+    replace("AveragePool", (1, 7, 10, 11), ours)
+    add_converter(operation_type="AveragePool", version=1, domain=NEWER_DOMAIN)(
+        lambda node, graph: result(torch_module=AveragePool(dict(node.attributes)), onnx_mapping=mapping_of(node)))
