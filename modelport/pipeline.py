@@ -76,6 +76,10 @@ def convert_loaded(source: str, model: SourceModel, options: ConvertOptions, pro
             origin = convert_opset(origin, options.opset, scratch)
         if options.quantize == "int8" and calibration is None:
             calibration = calibration_for(model, options)
+        if options.sample_inputs is not None:
+            from .validators.validate import sample_feeds
+
+            ctx.examples = sample_feeds(model, options)
         if calibration is not None:
             ctx.calibration = calibration.samples
             result.calibration = calibration.to_json()

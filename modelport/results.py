@@ -123,6 +123,7 @@ class TargetResult:
     notes: list[str] = field(default_factory=list)               # facts a reader should know (CPU features...)
     float_size_bytes: int | None = None      # quantized targets: the same model in float32, for the drift report
     float_latency: Latency | None = None     # ... and its latency on the same runtime
+    runtime: str | None = None               # what ran it, as the runner names itself after the runs
 
     @property
     def status(self) -> str:

@@ -121,6 +121,7 @@ def validate_targets(model: Runner, items: list[TargetResult], options: Validati
                 if options.latency:
                     item.latency = measure(runner, to_artifact_feeds(artifact, feeds[0]), options.latency_runs,
                                            options.latency_warmup, options.threads)
+                item.runtime = runner.runtime  # (TF.js names its backend only once it has run)
         except MemoryError:
             item.verdict = Verdict.error(over_budget())
             continue

@@ -19,6 +19,8 @@ class EdgeContext:
     # Representative inputs for int8 calibration, keyed by the SOURCE's input names.
     calibration: list[dict[str, Any]] = field(default_factory=list)
     signature: str | None = None
+    # The user's sample inputs (--inputs), keyed by the SOURCE's input names; edges that trace use them.
+    examples: list[dict[str, Any]] = field(default_factory=list)
     # The loaded source model, for edges that convert from it in memory (torch.onnx, jax2tf...).
     source: SourceModel | None = None
     # Results shared between edges of one run (e.g. one onnx2tf run serves tflite and savedmodel).

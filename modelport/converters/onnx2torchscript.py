@@ -84,7 +84,10 @@ def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifac
         except Exception as exc:
             raise ConversionFailed(f"onnx2torch failed: {type(exc).__name__}: {str(exc)[:200]}",
                                    "Run with --verbose.") from None
-        feeds = make_feeds(inputs, seed=ctx.seed)
+        # The trace records one run: the user's own inputs (--inputs) where given, since inputs that
+        # drive shapes or scales (a Resize's scales) must hold real values; seeded data otherwise.
+        given = ctx.examples[0] if ctx.examples else {}
+        feeds = given if all(s.name in given for s in inputs) else make_feeds(inputs, seed=ctx.seed)
         args = tuple(torch.from_numpy(feeds[s.name]) for s in inputs)
         try:
             traced = torch.jit.trace(graph_module, args, strict=False)

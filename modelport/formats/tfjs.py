@@ -1,5 +1,6 @@
-"""TF.js graph models (model.json + shards): a target run by `@tensorflow/tfjs` in Node with the
-pure-JS CPU backend. Described for `inspect` from model.json; not read as a source."""
+"""TF.js graph models (model.json + shards): a target run by `@tensorflow/tfjs` in Node on its wasm
+backend (the pure-JS CPU backend where wasm lacks a kernel). Described for `inspect` from
+model.json; not read as a source."""
 
 from __future__ import annotations
 

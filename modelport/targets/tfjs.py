@@ -1,8 +1,12 @@
 """TF.js target: a graph model (model.json + shards) run by `@tensorflow/tfjs` in Node.
 
 One Node process serves all samples; tensors cross as raw bytes behind a JSON header, never as
-JSON lists of floats. The pure-JS CPU backend needs nothing native (tfjs-node would download a
-library at install).
+JSON lists of floats. The backend is `@tensorflow/tfjs-backend-wasm` (its .wasm files read from the
+npm package, never fetched), on one thread: in Node the package disables its threaded build, so
+`threads` does not apply. A model using an op wasm has no kernel for (or whose wasm kernel refuses
+the case, e.g. int32 BatchMatMul) runs on the pure-JS CPU backend instead; the runtime string names
+the backend that ran ("tfjs 4.22.0 (wasm)", "tfjs 4.22.0 (cpu: wasm lacks kernel Einsum)"). Nothing native is needed (tfjs-node would download a library at
+install).
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ def check_weight_files(model_dir: Path) -> None:
 
 
 class TfjsRunner(Runner):
-    runtime = "tfjs (node, cpu backend)"
+    runtime = "tfjs (node)"  # until loaded: then the version and the backend that ran (_read)
 
     def _load(self) -> None:
         node, folder = check_node()
@@ -121,12 +125,12 @@ class TfjsRunner(Runner):
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen([node, str(folder / "runner.js"), str(model_dir)], cwd=folder,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
+        self._version: str | None = None
         hello = self._read()
         self.inputs = [TensorSpec(t["name"], tuple(d if d >= 0 else "?" for d in t["shape"]), t["dtype"])
                        for t in hello["inputs"]]
         self.outputs = [TensorSpec(t["name"], tuple(d if d >= 0 else "?" for d in t["shape"]), t["dtype"])
                         for t in hello["outputs"]]
-        self.backend = f"{hello.get('backend')} (tfjs {hello.get('version')})"
 
     def _read(self) -> dict:
         import numpy as np
@@ -142,7 +146,11 @@ class TfjsRunner(Runner):
         header = json.loads(self._proc.stdout.read(struct.unpack("<I", size)[0]))
         if not header.get("ok"):
             raise ModelportError(f"TF.js could not run the model: {header.get('error')}",
-                                 "An op may lack a kernel in the TF.js CPU backend.")
+                                 "An op may lack a kernel in TF.js (its wasm backend, then its CPU backend, "
+                                 "were tried).")
+        self._version = header.get("version", self._version)
+        if header.get("backend"):  # which backend ran: wasm, or cpu and why
+            self.runtime = f"tfjs {self._version} ({header['backend']})"
         if "outputs" in header and header["outputs"] and "nbytes" in header["outputs"][0]:
             header["arrays"] = {
                 t["name"]: np.frombuffer(self._proc.stdout.read(t["nbytes"]), dtype=t["dtype"] if t["dtype"] != "bool" else np.uint8)

@@ -60,7 +60,7 @@ def environment(threads: int) -> dict[str, Any]:
 def target_json(item: TargetResult) -> dict[str, Any]:
     artifact = item.artifact
     return {
-        "target": item.target, "status": item.status, "error": item.error,
+        "target": item.target, "status": item.status, "error": item.error, "runtime": item.runtime,
         "path": str(item.path) if item.path else None, "size_bytes": item.size_bytes, "sha256": item.sha256,
         "conversion": {"path": list(artifact.path_taken) if artifact else list(item.plan),
                        "seconds": round(item.seconds, 4),

@@ -1,6 +1,10 @@
 // modelport's TF.js runner: loads a graph model (model.json + shards) from disk and runs it on
 // tensors sent by Python over stdin/stdout as length-prefixed JSON headers plus raw bytes.
-// Pure-JS CPU backend: nothing native is downloaded or needed.
+// Backend: WebAssembly (@tensorflow/tfjs-backend-wasm), its .wasm files read from the npm package's
+// own folder (never fetched); a model that hits an op wasm has no kernel for (or whose wasm kernel
+// refuses the case) is reloaded and run on the pure-JS CPU backend, and every answer names the
+// backend that ran. One thread: in Node the
+// package turns off its threaded build (its workers are blob: URLs, which Node cannot start).
 'use strict';
 
 // Everything TF.js prints must stay off stdout, which carries the protocol.
@@ -9,9 +13,58 @@ console.log = toStderr;
 console.info = toStderr;
 console.warn = toStderr;
 
+const path = require('path');
 const tf = require('@tensorflow/tfjs');
 
 const { DTYPES, fileHandler, describe } = require('./tfjs_model');
+
+const MISSING_KERNEL = /Kernel '([^']+)' not registered for backend 'wasm'/;
+const REFUSED = /not yet supported|does not support|only supports/;
+
+// Why wasm cannot run this model, or null: no kernel for an op, or a wasm kernel refusing a case
+// it does not implement (thrown from the wasm package: int32 BatchMatMul, NCHW pooling...).
+function wasmGap(err) {
+  if (tf.getBackend() !== 'wasm') return null;
+  const message = String((err && err.message) || err);
+  const missing = MISSING_KERNEL.exec(message);
+  if (missing) return `wasm lacks kernel ${missing[1]}`;
+  const stack = String((err && err.stack) || '');
+  if (REFUSED.test(message) && stack.includes(`${path.sep}tfjs-backend-wasm${path.sep}`)) {
+    return `wasm lacks support: ${message.split('\n')[0].trim().slice(0, 160)}`;
+  }
+  return null;
+}
+
+// 'wasm', or 'cpu: <why wasm did not initialise>'.
+async function chooseBackend() {
+  let reason;
+  const warnings = [];
+  const { warn, error } = console;
+  const keep = (print) => (...args) => { warnings.push(args.map(String).join(' ')); print(...args); };
+  console.warn = keep(warn);
+  console.error = keep(error);
+  try {
+    const wasm = require('@tensorflow/tfjs-backend-wasm');
+    wasm.setWasmPaths(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + path.sep);
+    if (await tf.setBackend('wasm')) {
+      await tf.ready();
+      return 'wasm';
+    }
+    // Emscripten logs the cause as "Aborted(...)"; tfjs then "Initialization of backend wasm
+    // failed" and its own advice about serving the .wasm file.
+    const aborted = warnings.find((w) => w.startsWith('Aborted('));
+    const failed = warnings.findIndex((w) => w.startsWith('Initialization of backend wasm failed'));
+    reason = (aborted && aborted.slice(8, -1)) || (failed >= 0 && warnings[failed + 1]) || 'no message';
+  } catch (err) {
+    reason = String((err && err.message) || err);
+  } finally {
+    console.warn = warn;
+    console.error = error;
+  }
+  await tf.setBackend('cpu');
+  await tf.ready();
+  return `cpu: wasm did not initialise: ${reason.split('\n')[0].slice(0, 160)}`;
+}
 
 function send(header, buffers = []) {
   const head = Buffer.from(JSON.stringify(header), 'utf8');
@@ -21,30 +74,47 @@ function send(header, buffers = []) {
 }
 
 async function main() {
-  await tf.setBackend('cpu');
-  await tf.ready();
-  const model = await tf.loadGraphModel(fileHandler(process.argv[2]));
+  let backend = await chooseBackend();
+  let model = await tf.loadGraphModel(fileHandler(process.argv[2]));
   const io = describe(model);
   const byName = (list) => Object.fromEntries(list.map((t) => [t.name, t]));
   const inputs = byName(io.inputs);
-  send({ ok: true, inputs: io.inputs, outputs: io.outputs, backend: tf.getBackend(), version: tf.version.tfjs });
+  send({ ok: true, inputs: io.inputs, outputs: io.outputs, backend, version: tf.version.tfjs });
 
-  const run = async (header, body) => {
+  const execute = async (header, body) => {
     const feed = {};
     let offset = 0;
-    for (const t of header.inputs) {
-      const Type = DTYPES[t.dtype];
-      const bytes = body.subarray(offset, offset + t.nbytes);
-      offset += t.nbytes;
-      const copy = new Uint8Array(bytes).buffer;  // aligned copy for the typed array
-      const values = new Type(copy);
-      feed[(inputs[t.name] || { node: t.name }).node] = tf.tensor(values, t.shape, t.dtype);
+    try {
+      for (const t of header.inputs) {
+        const Type = DTYPES[t.dtype];
+        const bytes = body.subarray(offset, offset + t.nbytes);
+        offset += t.nbytes;
+        const copy = new Uint8Array(bytes).buffer;  // aligned copy for the typed array
+        const values = new Type(copy);
+        feed[(inputs[t.name] || { node: t.name }).node] = tf.tensor(values, t.shape, t.dtype);
+      }
+      const nodes = io.outputs.map((o) => o.node);
+      const result = await model.executeAsync(feed, nodes);
+      return Array.isArray(result) ? result : [result];
+    } finally {
+      Object.values(feed).forEach((t) => t.dispose());
     }
-    const nodes = io.outputs.map((o) => o.node);
-    let result = await model.executeAsync(feed, nodes);
-    if (!Array.isArray(result)) result = [result];
-    Object.values(feed).forEach((t) => t.dispose());
-    return result;
+  };
+
+  // An op wasm cannot run: the whole model again on the CPU backend, from now on.
+  const run = async (header, body) => {
+    try {
+      return await execute(header, body);
+    } catch (err) {
+      const gap = wasmGap(err);
+      if (!gap) throw err;
+      model.dispose();
+      await tf.setBackend('cpu');
+      await tf.ready();
+      backend = `cpu: ${gap}`;
+      model = await tf.loadGraphModel(fileHandler(process.argv[2]));
+      return execute(header, body);
+    }
   };
 
   let pending = Buffer.alloc(0);
@@ -75,7 +145,7 @@ async function main() {
         buffers.push(buf);
         outputs[i].dispose();
       }
-      send({ ok: true, outputs: meta }, buffers);
+      send({ ok: true, outputs: meta, backend }, buffers);
     } else if (header.cmd === 'time') {
       const times = [];
       for (let i = 0; i < header.warmup + header.runs; i += 1) {
@@ -86,7 +156,7 @@ async function main() {
         outputs.forEach((t) => t.dispose());
         if (i >= header.warmup) times.push(seconds);
       }
-      send({ ok: true, times });
+      send({ ok: true, times, backend });
     } else {
       send({ ok: false, error: `unknown command ${header.cmd}` });
     }
