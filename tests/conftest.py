@@ -30,6 +30,9 @@ def no_network(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     log = tmp_path_factory.mktemp("net") / "attempts.log"
     monkeypatch.setenv("MODELPORT_TEST_NET_LOG", str(log))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(GUARD_DIR), os.environ.get("PYTHONPATH", "")]))
+    # Node (the TF.js runner, bundles' run.js) has its own half of the guard.
+    node_guard = f'--require "{GUARD_DIR / "netguard.js"}"'
+    monkeypatch.setenv("NODE_OPTIONS", f'{node_guard} {os.environ.get("NODE_OPTIONS", "")}'.strip())
     yield
     if log.exists() and log.read_text().strip():
         pytest.fail(f"network access was attempted:\n{log.read_text()}")

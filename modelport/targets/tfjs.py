@@ -5,8 +5,8 @@ JSON lists of floats. The backend is `@tensorflow/tfjs-backend-wasm` (its .wasm 
 npm package, never fetched), on one thread: in Node the package disables its threaded build, so
 `threads` does not apply. A model using an op wasm has no kernel for (or whose wasm kernel refuses
 the case, e.g. int32 BatchMatMul) runs on the pure-JS CPU backend instead; the runtime string names
-the backend that ran ("tfjs 4.22.0 (wasm)", "tfjs 4.22.0 (cpu: wasm lacks kernel Einsum)"). Nothing native is needed (tfjs-node would download a library at
-install).
+the backend that ran ("tfjs 4.22.0 (wasm)", "tfjs 4.22.0 (cpu: wasm lacks kernel Einsum)").
+Nothing native is needed (tfjs-node would download a library at install).
 """
 
 from __future__ import annotations
