@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "modelport.options", "modelport.placement", "modelport.config", "modelport.doctor",
                   "modelport.validators.report", "modelport.validators.report_formats")),
     ("pipeline", ("modelport.pipeline", "modelport.comparison", "modelport.benchmark", "modelport.gate")),
-    ("bundles", ("modelport.packaging", "modelport.quant_doctor")),
+    ("bundles", ("modelport.packaging", "modelport.quant_doctor", "modelport.debug")),
     ("api", ("modelport", "modelport.api")),
     ("cli", ("modelport.cli", "modelport.cli.*", "modelport.__main__")),
 ]
