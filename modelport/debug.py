@@ -192,7 +192,6 @@ def _compare(reference: str, candidate: str, options: DebugOptions, registry: Re
     ref_nodes = {t.name: t.node or _node_name(t.name) for t in ref_taps[0]}
     recorded = bool(sidecar and sidecar.get("tensors"))
     groups = _correspondence(sidecar, ref_taps[0], cand_taps[0])
-    channel_last = {e["name"] for e in (sidecar or {}).get("tensors") or [] if isinstance(e, dict) and e.get("channel_last")}
     cand_index = {t.name: i for i, t in enumerate(cand_taps[0])}
     ref_values = {t.name: [taps[i].value for taps in ref_taps] for i, t in enumerate(ref_taps[0])}
     matched: dict[str, int] = {}  # reference tensor -> candidate position
@@ -201,7 +200,7 @@ def _compare(reference: str, candidate: str, options: DebugOptions, registry: Re
         compared = sources[-1]
         refs = ref_values[compared]
         cands = [taps[cand_index[cand_name]].value for taps in cand_taps]
-        perm = _perm(refs[0].shape, cands[0].shape, cand_name in channel_last)
+        perm = _perm(refs[0], cands[0])
         if refs[0].dtype.kind != "f" or perm is None:
             return  # not a float tensor, or the same name on another tensor (no transpose explains the shapes)
         perm = None if perm == tuple(range(len(perm))) else perm
@@ -251,13 +250,10 @@ def _by_value(reference: list[Tapped], candidate: list[Tapped], matched: dict[st
         floor = max((j for a, j in anchors if a < i), default=-1)
         ceiling = min((j for a, j in anchors if a > i), default=len(candidate))
         for col, (j, cand) in enumerate(free):
-            perm = _perm(ref.value.shape, cand.value.shape) if floor < j < ceiling else None
+            perm = _perm(ref.value, cand.value) if floor < j < ceiling else None
             if perm is None:
                 continue
-            r = ref.value.transpose(perm).astype(np.float64).ravel()
-            c = cand.value.astype(np.float64).ravel()
-            norms = float(np.linalg.norm(r) * np.linalg.norm(c))
-            cos = float(np.dot(r, c)) / norms if norms else (1.0 if not r.any() and not c.any() else 0.0)
+            cos = _cosine(ref.value.transpose(perm), cand.value)
             if cos >= VALUE_MATCH_COSINE:
                 score[row, col] = cos
     # An order-keeping alignment (as in a longest common subsequence) with the largest total score.
@@ -322,23 +318,35 @@ def _correspondence(sidecar: dict | None, reference: list[Tapped], candidate: li
     return recorded
 
 
-def _perm(reference: tuple[int, ...], candidate: tuple[int, ...], channel_last: bool = False) -> tuple[int, ...] | None:
-    """The transpose taking the reference's layout to the candidate's: the identity when they agree
-    (unless the converter recorded the tensor as channel-last: a 1x8x8x8 tensor looks the same),
-    the channel-last one (NCHW -> NHWC) or its inverse where that explains the shapes, else None."""
+def _perms(reference: tuple[int, ...], candidate: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The transposes that take the reference's shape to the candidate's: the identity, the
+    channel-last one (NCHW -> NHWC) or its inverse. A 1x16x16x16 tensor fits several."""
     rank = len(reference)
-    to_last = (0, *range(2, rank), 1)
-    if rank >= 3 and channel_last and tuple(reference[i] for i in to_last) == tuple(candidate):
-        return to_last
-    if tuple(reference) == tuple(candidate):
-        return tuple(range(rank))
-    if rank >= 3 and rank == len(candidate):
-        if tuple(reference[i] for i in to_last) == tuple(candidate):
-            return to_last
-        to_first = (0, rank - 1, *range(1, rank - 1))
-        if tuple(reference[i] for i in to_first) == tuple(candidate):
-            return to_first
-    return None
+    if rank != len(candidate):
+        return []
+    found = [tuple(range(rank))]
+    if rank >= 3:
+        found += [(0, *range(2, rank), 1), (0, rank - 1, *range(1, rank - 1))]
+    fitting = [p for p in found if tuple(reference[i] for i in p) == tuple(candidate)]
+    return list(dict.fromkeys(fitting))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    import numpy as np
+
+    r, c = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    norms = float(np.linalg.norm(r) * np.linalg.norm(c))
+    return float(np.dot(r, c)) / norms if norms else (1.0 if not r.any() and not c.any() else 0.0)
+
+
+def _perm(reference: np.ndarray, candidate: np.ndarray) -> tuple[int, ...] | None:
+    """The layout taking the reference tensor to the candidate's; where the shape fits several
+    (equal channel and spatial sizes), the one under which the values agree most: a converter's
+    own layout record has been seen to be wrong there, and a broken tensor disagrees under all."""
+    fitting = _perms(reference.shape, candidate.shape)
+    if len(fitting) <= 1:
+        return fitting[0] if fitting else None
+    return max(fitting, key=lambda p: _cosine(reference.transpose(p), candidate))
 
 
 def _node_name(tensor: str) -> str:

@@ -88,14 +88,12 @@ def tensor_correspondence(onnx_path: Path, out: Path) -> list[dict]:
     original = {re.sub(r"^/", "wa/", name.replace(":", "__")): name
                 for node in graph.node for name in node.output if name}
     held: dict[str, list[str]] = {}
-    channel_last: dict[str, bool] = {}
     for record in sorted(records, key=lambda r: r.get("identifier", 0)):
         tflite_name, onnx_name = record.get("resolved_tflite_tensor_name"), record.get("onnx_output_name")
         if not record.get("exists_in_final_model") or not tflite_name or onnx_name not in original:
             continue
         held.setdefault(tflite_name, []).append(original[onnx_name])
-        channel_last[tflite_name] = bool(record.get("assume_channel_last_layout"))
-    return [{"name": name, "source": sources, "channel_last": channel_last[name]} for name, sources in held.items()]
+    return [{"name": name, "source": sources} for name, sources in held.items()]
 
 
 EDGES = (Edge("onnx2tf2", "onnx", "tflite", "modelport.converters.onnx2tf2:to_tflite",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelport.debug import _by_value, _correspondence, _perm
+from modelport.debug import _by_value, _correspondence, _perm, _perms
 from modelport.targets.base import Tapped
 
 
@@ -12,13 +12,18 @@ def _t(name: str, value: np.ndarray, op: str = "Op") -> Tapped:
     return Tapped(name, op, value)
 
 
-def test_perm_reads_the_layout_off_the_shapes():
-    assert _perm((1, 8, 4, 4), (1, 8, 4, 4)) == (0, 1, 2, 3)
-    assert _perm((1, 8, 4, 5), (1, 4, 5, 8)) == (0, 2, 3, 1)
-    assert _perm((1, 4, 5, 8), (1, 8, 4, 5)) == (0, 3, 1, 2)
-    assert _perm((1, 8, 8, 8), (1, 8, 8, 8), channel_last=True) == (0, 2, 3, 1)  # recorded, not guessed
-    assert _perm((1, 8), (1, 9)) is None
-    assert _perm((2, 3, 4), (4, 3, 2)) is None
+def test_perm_reads_the_layout_off_the_shapes_and_the_values_where_shapes_fit_several():
+    assert _perms((1, 8, 4, 5), (1, 8, 4, 5)) == [(0, 1, 2, 3)]
+    assert _perms((1, 8, 4, 5), (1, 4, 5, 8)) == [(0, 2, 3, 1)]
+    assert _perms((1, 4, 5, 8), (1, 8, 4, 5)) == [(0, 3, 1, 2)]
+    assert _perms((1, 8), (1, 9)) == [] and _perms((2, 3, 4), (4, 3, 2)) == []
+    # 1x16x16x16: every layout fits the shape; the values say which one the converter wrote.
+    rng = np.random.default_rng(0)
+    nchw = rng.normal(size=(1, 16, 16, 16)).astype(np.float32)
+    assert len(_perms(nchw.shape, nchw.shape)) == 3
+    assert _perm(nchw, nchw.transpose(0, 2, 3, 1)) == (0, 2, 3, 1)
+    assert _perm(nchw, nchw) == (0, 1, 2, 3)
+    assert _perm(nchw, np.zeros((1, 9), np.float32)) is None
 
 
 def test_recorded_correspondence_wins_then_qdq_dequantized_names_then_plain_names():
