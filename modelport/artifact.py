@@ -18,6 +18,8 @@ class TensorLink:
     `perm` is the transpose applied to the source layout: artifact = source.transpose(perm).
     `scale`/`zero_point` are set where the artifact holds quantized integers for the source's float
     tensor (an int8 TFLite file as ONNX): artifact = round(source / scale) + zero_point.
+    `scalar`: the source's rank-0 tensor is a one-element rank-1 tensor in the artifact
+    (onnx2tf writes every scalar input and output so): artifact = source.reshape(1).
     """
 
     name: str          # name in the artifact's runtime
@@ -25,12 +27,15 @@ class TensorLink:
     perm: tuple[int, ...] | None = None
     scale: float | None = None
     zero_point: int = 0
+    scalar: bool = False
 
     def to_json(self) -> dict:
         data: dict[str, Any] = {"name": self.name, "source": self.source_name,
                                 "perm": list(self.perm) if self.perm else None}
         if self.scale is not None:
             data.update(scale=self.scale, zero_point=self.zero_point)
+        if self.scalar:
+            data["scalar"] = True
         return data
 
 
@@ -56,7 +61,8 @@ class IOMapping:
                 else:
                     perm = link.perm or prev.perm
                 quantized = link if link.scale is not None else prev  # elementwise: commutes with perm
-                out.append(TensorLink(link.name, prev.source_name, perm, quantized.scale, quantized.zero_point))
+                out.append(TensorLink(link.name, prev.source_name, perm, quantized.scale, quantized.zero_point,
+                                      link.scalar or prev.scalar))
             return tuple(out)
         return IOMapping(chain(self.inputs, nxt.inputs), chain(self.outputs, nxt.outputs))
 

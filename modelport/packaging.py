@@ -140,7 +140,7 @@ def _io_entries(artifact: Artifact, source_specs: list, links: tuple, model_spec
         entries.append({"name": link.source_name, "shape": list(spec.shape) if spec and spec.shape else None,
                         "dtype": spec.dtype if spec else None, "model_name": link.name,
                         "model_dtype": dtypes.get(link.name, spec.dtype if spec else "float32"),
-                        "perm": list(link.perm) if link.perm else None,
+                        "perm": list(link.perm) if link.perm else None, "scalar": link.scalar,
                         "scale": scale or None, "zero_point": zero if scale else None})
     return entries
 

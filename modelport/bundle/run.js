@@ -47,6 +47,7 @@ async function predict(model, io, manifest, inputs) {
     const given = inputs[spec.name];
     let tensor = tf.tensor(given.values, given.shape, WIRE[given.dtype] || 'float32');
     if (spec.perm) tensor = tf.transpose(tensor, spec.perm);
+    if (spec.scalar) tensor = tf.reshape(tensor, [1]); // the model holds the source's scalar as one element
     feed[nodes[spec.model_name] || spec.model_name] = tensor;
   }
   const wanted = manifest.outputs.map((spec) => io.outputs.find((o) => o.name === spec.model_name));
@@ -56,6 +57,7 @@ async function predict(model, io, manifest, inputs) {
   manifest.outputs.forEach((spec, i) => {
     let tensor = result[i];
     if (spec.perm) tensor = tf.transpose(tensor, inverse(spec.perm));
+    if (spec.scalar && tensor.size === 1) tensor = tf.reshape(tensor, []);
     outputs[spec.name] = { values: tensor.dataSync(), shape: tensor.shape };
   });
   return outputs;

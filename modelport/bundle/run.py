@@ -82,6 +82,8 @@ class Model:
             value = np.asarray(inputs[spec["name"]])
             if spec.get("perm"):
                 value = np.ascontiguousarray(value.transpose(spec["perm"]))
+            if spec.get("scalar"):  # the model holds the source's scalar as one element
+                value = value.reshape(1)
             if spec.get("scale") and value.dtype.kind == "f" and spec["model_dtype"].startswith(("int", "uint")):
                 value = _quantize(value, spec["scale"], spec["zero_point"], spec["model_dtype"])
             feeds[spec["model_name"]] = value.astype(spec["model_dtype"], copy=False)
@@ -93,6 +95,8 @@ class Model:
                 value = _dequantize(value, spec["scale"], spec["zero_point"])
             if spec.get("perm"):
                 value = value.transpose(np.argsort(spec["perm"]))
+            if spec.get("scalar") and value.size == 1:
+                value = value.reshape(())
             outputs[spec["name"]] = value
         return outputs
 

@@ -90,6 +90,9 @@ def _link(source: TensorSpec, produced: TensorSpec, kept: bool) -> tuple[TensorL
     fitting = [p for p in candidates
                if _matches(_permute(source.shape, p) if p and source.shape is not None else source.shape,
                            produced.shape)]
+    if not fitting and source.shape == () and produced.shape is not None and len(produced.shape) == 1 \
+            and not (isinstance(produced.shape[0], int) and produced.shape[0] != 1):
+        return TensorLink(produced.name, source.name, None, scalar=True), False  # onnx2tf writes scalars as [1]
     if not fitting:
         raise ConversionFailed(f"onnx2tf changed '{source.name}' from shape {source.shape} to {produced.shape}.",
                                "This layout change cannot be mapped back; run with --verbose.")
@@ -362,8 +365,9 @@ def _probe_outputs(onnx_artifact: Artifact, runner: Runner, io: IOMapping, ambig
     feeds = make_feeds(list(onnx_artifact.inputs), seed=ctx.seed + 1)
     with OnnxRuntimeRunner(onnx_artifact.path) as ort:
         reference = ort.run(feeds)
-    mapped = {link.name: feeds[link.source_name].transpose(link.perm) if link.perm else feeds[link.source_name]
-              for link in io.inputs}
+    from ..validators.validate import to_artifact_feeds
+
+    mapped = to_artifact_feeds(onnx_artifact.with_(io=io), feeds)
     produced = runner.run(mapped)
     outputs = list(io.outputs)
     for index in ambiguous:

@@ -62,7 +62,8 @@ def _sidecar_links(sidecar: dict, side: str) -> dict[str, TensorLink]:
     for entry in sidecar.get("io", {}).get(side, []):
         links[entry["source"]] = TensorLink(entry["name"], entry["source"],
                                             tuple(entry["perm"]) if entry.get("perm") else None,
-                                            entry.get("scale"), entry.get("zero_point") or 0)
+                                            entry.get("scale"), entry.get("zero_point") or 0,
+                                            bool(entry.get("scalar")))
     return links
 
 
@@ -103,6 +104,8 @@ def link_tensors(reference: list[TensorSpec], candidate: list[TensorSpec], maps:
             raise BadInput(f"The candidate's recorded mapping names '{link.name}', which it does not have.",
                            "The sidecar file does not belong to this model; delete it or pass --map.")
         expected = tuple(ref.shape[i] for i in link.perm) if link.perm and ref.shape else ref.shape
+        if link.scalar and ref.shape == ():
+            expected = (1,)
         if not _fits(expected, cand.shape):
             same_rank = expected is not None and cand.shape is not None and len(expected) == len(cand.shape)
             hint = (f"If the candidate is a transposed layout, pass --map {ref.name}={cand.name}:PERM "

@@ -34,6 +34,7 @@ def to_artifact_feeds(artifact: Artifact, feeds: dict[str, np.ndarray]) -> dict[
     for link in artifact.io.inputs:
         value = feeds[link.source_name]
         value = value.transpose(link.perm).copy() if link.perm else value
+        value = value.reshape(1) if link.scalar else value
         dtype = dtypes.get(link.name, "int8")
         if link.scale is not None and value.dtype.kind == "f" and dtype.startswith(("int", "uint")):
             value = quantize(value, link.scale, link.zero_point, dtype)
@@ -50,6 +51,8 @@ def to_source_outputs(artifact: Artifact, outputs: dict[str, np.ndarray]) -> dic
         value = outputs[link.name]
         if link.scale is not None and value.dtype.kind in "iu":
             value = dequantize(value, link.scale, link.zero_point)
+        if link.scalar and value.size == 1:
+            value = value.reshape(())
         mapped[link.source_name] = value.transpose(inverse(link.perm)) if link.perm else value
     return mapped
 
