@@ -304,6 +304,9 @@ def _correspondence(sidecar: dict | None, reference: list[Tapped], candidate: li
     for tapped in reference:
         by_name.setdefault(tapped.name, tapped.name)
         by_name.setdefault(_sanitized(tapped.name), tapped.name)
+    for tapped in reference:  # onnx2torch names a module after its node: `/conv1/Conv` -> `conv1/Conv`
+        if tapped.node:
+            by_name.setdefault(tapped.node.replace(".", "/").lstrip("/"), tapped.name)
     # The rest by name (graph outputs keep theirs on every path). In a QDQ model a quantized tensor
     # X is what its DequantizeLinear gives back (X_DequantizeLinear_Output): X itself may be the
     # float output of an op before a Relu the quantizer folded into the quantization range.

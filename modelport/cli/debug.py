@@ -50,7 +50,7 @@ def debug(reference: str, candidate: str | None, to: str | None, quantize: str, 
     modelport debug model.onnx model.tflite       a model and its conversion
     modelport debug model.pt2 --to tflite         convert (through ONNX) and compare
     Layers are matched by the correspondence the converter recorded, else by name; layouts are
-    transposed back. Reads ONNX and TFLite (float or quantized). Exit 1 when a layer diverges.
+    transposed back. Reads ONNX, TFLite (float or quantized) and TorchScript. Exit 1 when a layer diverges.
     """
     from .. import api
     from ..errors import BadInput

@@ -92,18 +92,31 @@ def test_debug_reads_an_int8_tflite_file_layer_by_layer(models, tmp_path):
     assert all(0.98 <= layer["cosine"] < 1.0 for layer in report["layers"])
 
 
+def test_debug_reads_torchscript_layers_by_the_module_names_onnx2torch_gives(models):
+    result = run_cli("debug", str(models["mlp_onnx"]), "--to", "torchscript", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["candidate_runtime"] == "torch.jit" and report["first_divergent"] is None
+    by_name = [layer for layer in report["layers"] if layer["matched_by"] == "name"]
+    # onnx2torch names each submodule after its ONNX node: `/net/net.0/Gemm` -> `net/net/0/Gemm`
+    assert len(by_name) >= 2 and all(layer["cosine"] > 0.9999 for layer in report["layers"]), report["layers"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["{onnx}", "{onnx}", "--to", "tflite"], "Give a CANDIDATE model, or --to TARGET"),
     (["{onnx}"], "Give a CANDIDATE model, or --to TARGET"),
     (["{onnx}", "{missing}"], "does not exist"),
     (["{onnx}", "--to", "onnx"], "--to onnx without --quantize gives the reference itself"),
     (["{onnx}", "--to", "tflite,onnx"], "debug converts to one target"),
-    (["{onnx}", "{torchscript}"], "cannot read the intermediate tensors of torch.jit models"),
+    (["{onnx}", "{ort}"], "cannot read the intermediate tensors of onnxruntime (ORT format) models"),
     (["{onnx}", "{pt2}"], "cannot run layer by layer"),
 ])
 def test_debug_refusals(models, tmp_path, args, message):
-    paths = {"onnx": models["mlp_onnx"], "missing": tmp_path / "nope.tflite",
-             "torchscript": models["cnn_torchscript"], "pt2": models["cnn_pt2"]}
+    paths = {"onnx": models["mlp_onnx"], "missing": tmp_path / "nope.tflite", "pt2": models["cnn_pt2"],
+             "ort": tmp_path / "ort" / "model.ort"}
+    if "{ort}" in args:
+        made = run_cli("convert", str(models["mlp_onnx"]), "--to", "ort", "-o", str(tmp_path / "ort"))
+        assert made.returncode == 0, made.stderr
     result = run_cli("debug", *[a.format(**paths) for a in args])
     assert result.returncode == 2, result.stderr
     assert message in error_line(result)
