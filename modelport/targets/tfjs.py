@@ -72,14 +72,17 @@ def runtime_versions() -> dict[str, dict[str, object]]:
             version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             node = None
-    tfjs = tfjs_version()
+    tfjs, wasm = tfjs_version(), tfjs_version("tfjs-backend-wasm")
     return {"node": {"installed": bool(node), "version": version},
-            "tfjs": {"installed": tfjs is not None, "version": tfjs, "install": None if tfjs else install_command()}}
+            "tfjs": {"installed": tfjs is not None, "version": tfjs, "install": None if tfjs else install_command()},
+            "tfjs-backend-wasm": {"installed": wasm is not None, "version": wasm,
+                                  "install": None if wasm else install_command()}}
 
 
-def tfjs_version() -> str | None:
+def tfjs_version(package: str = "tfjs") -> str | None:
+    """The installed version of @tensorflow/PACKAGE in the runner's node_modules."""
     try:
-        manifest = node_modules_dir() / "node_modules" / "@tensorflow" / "tfjs" / "package.json"
+        manifest = node_modules_dir() / "node_modules" / "@tensorflow" / package / "package.json"
         return json.loads(manifest.read_text())["version"]
     except (OSError, ValueError, KeyError):
         return None
