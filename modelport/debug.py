@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .artifact import Artifact, IOMapping
 from .bundles import opened_bundle
+from .converters.onnx2tf2 import onnx2tf_name
 from .errors import BadInput
 from .loading import load_source
 from .options import ConvertOptions, Progress
@@ -285,11 +286,6 @@ def _tappable(path: str, registry: Registry) -> Any:
     return spec
 
 
-def _sanitized(name: str) -> str:
-    """onnx2tf's renaming of ONNX tensors (':' -> '__', a leading '/' -> 'wa/')."""
-    return re.sub(r"^/", "wa/", name.replace(":", "__"))
-
-
 def _correspondence(sidecar: dict | None, reference: list[Tapped], candidate: list[Tapped]) -> dict[str, list[str]]:
     """candidate tensor -> the reference tensors it holds: recorded by the converter, else by name."""
     recorded: dict[str, list[str]] = {}
@@ -303,7 +299,7 @@ def _correspondence(sidecar: dict | None, reference: list[Tapped], candidate: li
     by_name: dict[str, str] = {}
     for tapped in reference:
         by_name.setdefault(tapped.name, tapped.name)
-        by_name.setdefault(_sanitized(tapped.name), tapped.name)
+        by_name.setdefault(onnx2tf_name(tapped.name), tapped.name)
     for tapped in reference:  # onnx2torch names a module after its node: `/conv1/Conv` -> `conv1/Conv`
         if tapped.node:
             by_name.setdefault(tapped.node.replace(".", "/").lstrip("/"), tapped.name)

@@ -67,13 +67,19 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
                                         f"toolchain {TOOLCHAIN})", "workarounds": workarounds, "tensors": tensors})
 
 
+def onnx2tf_name(name: str) -> str:
+    """onnx2tf's renaming of an ONNX tensor (':' -> '__', a leading '/' -> 'wa/')."""
+    import re
+
+    return re.sub(r"^/", "wa/", name.replace(":", "__"))
+
+
 def tensor_correspondence(onnx_path: Path, out: Path) -> list[dict]:
     """Which TFLite tensor holds which ONNX tensor, from the report onnx2tf 2.x writes beside the
     model (`modelport debug` matches layers by it). onnx2tf renames tensors (':' -> '__', a leading
     '/' -> 'wa/'); the report's names are mapped back to the ONNX model's own. Where it fused ops
     (a Conv and its Relu), one TFLite tensor holds the last of them: all are listed, graph order."""
     import json
-    import re
 
     import onnx
 
@@ -85,7 +91,7 @@ def tensor_correspondence(onnx_path: Path, out: Path) -> list[dict]:
     except (OSError, ValueError):
         return []
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    original = {re.sub(r"^/", "wa/", name.replace(":", "__")): name
+    original = {onnx2tf_name(name): name
                 for node in graph.node for name in node.output if name}
     held: dict[str, list[str]] = {}
     for record in sorted(records, key=lambda r: r.get("identifier", 0)):
