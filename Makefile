@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt modelport/targets/tfjs_runner/package-l
 	$(BIN)/python -m pip install -c constraints.txt torch==2.13.0 onnx2tf==1.29.24 tf2onnx==1.17.0 \
 		jax==0.6.2 jaxlib==0.6.2 tensorflow-hub==0.16.1 importlib_resources "setuptools<81" onnxscript \
 		click rich "pytest<9" matplotlib==3.11.2 xmlschema==4.3.2 mypy==2.4.1 \
-		hypothesis==6.170.15 pytest-xdist==3.8.0 transformers==5.23.0
+		hypothesis==6.170.15 pytest-xdist==3.8.0 transformers==5.23.0 ray==2.58.0
 	$(BIN)/python -m pip install -c constraints.txt --no-deps tensorflowjs==4.22.0 onnx2torch==1.5.15
 	$(BIN)/python -m pip install -c constraints.txt --no-deps --no-build-isolation -e .
 	# The TF.js runner's Node packages, exactly as locked (pure JS: nothing native is downloaded).

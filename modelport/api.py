@@ -9,11 +9,13 @@ never loads a model, so no model can take it down.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .benchmark import BenchResult
-from .errors import ModelportError
+from .errors import BadInput, ModelportError
+from .executors import ModelJob, Outcome, ZooEvents
 from .gate import check as _check
 from .packaging import PackageResult
 from .debug import DebugOptions, DebugResult
@@ -52,25 +54,44 @@ def bench(model: str, options: BenchOptions) -> list[BenchResult]:
     return results
 
 
-def check(config_path: Path | None = None, output_dir: Path | None = None,
-          progress: Progress | None = None, max_memory: int | None = None,
-          timeout: float | None = None) -> CheckResult:
+def check(config_path: Path | None = None, output_dir: Path | None = None, events: ZooEvents | None = None,
+          max_memory: int | None = None, timeout: float | None = None, jobs: int = 1, executor: str = "local",
+          address: str | None = None, cpus_per_model: float = 1.0, cache: Path | None = None,
+          resume: bool = False, verbose: bool = False) -> CheckResult:
     """Convert and validate every model of a modelport.toml / [tool.modelport] config, with budgets.
-    Each model runs in the worker: one that crashes, runs out of memory or past `timeout` seconds
-    is that model's error, and the next model gets a fresh worker."""
+    Each model runs in a model worker (`jobs` of them here, or Ray tasks with executor="ray"): one
+    that crashes, runs out of memory or past `timeout` seconds is that model's error, the rest go
+    on. Results are cached under `cache` (None: no cache); `resume` reuses what an interrupted run
+    of the same output folder finished."""
     from dataclasses import replace
 
-    def convert_in_worker(source: str, options: ConvertOptions, progress: Progress | None) -> ConvertResult:
-        options = replace(options, max_memory=max_memory if max_memory is not None else options.max_memory,
-                          timeout=timeout if timeout is not None else options.timeout)
-        return convert(source, options, progress)
+    from .check_cache import ResultStore
+    from .executors import Limits, run_local, run_ray
+    from .gate import Reuse
+
+    limits = Limits(max_memory=max_memory, timeout=timeout, verbose=verbose)
+    if executor == "ray":
+        def run_models(models: list[ModelJob], watch: ZooEvents, done: Callable[[ModelJob, Outcome], None]) -> None:
+            run_ray(models, watch, done, address=address, cpus_per_model=cpus_per_model, workers=jobs, limits=limits)
+    elif executor == "local":
+        def run_models(models: list[ModelJob], watch: ZooEvents, done: Callable[[ModelJob, Outcome], None]) -> None:
+            run_local(models, watch, done, workers=jobs, limits=limits)
+    else:
+        raise BadInput(f"Unknown executor '{executor}'.", "Use --executor local or --executor ray.")
+    journal = ResultStore((output_dir or Path("modelport-out")) / ".modelport-run", copies=False)
+    if resume and not journal.exists():
+        raise BadInput(f"Nothing to resume: no earlier `modelport check` wrote to {journal.root.parent}.",
+                       "Resume with the same -o as the interrupted run, or run without --resume.")
+    if not resume:
+        journal.clear()
+    reuse = Reuse(cache=ResultStore(cache) if cache is not None else None, journal=journal, resume=resume)
 
     def package_in_worker(source: str, options: PackageOptions) -> PackageResult:
         options = replace(options, max_memory=max_memory if max_memory is not None else options.max_memory,
                           timeout=timeout if timeout is not None else options.timeout)
-        return package(source, options, progress)
+        return package(source, options)
 
-    return _check(config_path, output_dir, progress, convert=convert_in_worker, bundle=package_in_worker)
+    return _check(config_path, output_dir, events, run_models=run_models, bundle=package_in_worker, reuse=reuse)
 
 
 def package(model: str, options: PackageOptions, progress: Progress | None = None) -> PackageResult:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .check_cache import ResultStore, Uncacheable, cache_key, cacheable
 from .config import ModelCheck, find_config, load_config
 from .errors import ModelportError
-from .options import ConvertOptions, PackageOptions, Progress
+from .executors import ModelJob, Outcome, RunModels, Unwatched, ZooEvents
+from .options import ConvertOptions, PackageOptions
 from .pipeline import convert as convert_here
 from .placement import default_output_dir
 from .registry import Registry
@@ -60,8 +63,9 @@ def _drift_values(item: TargetResult) -> dict[str, float]:
     return values
 
 
-def convert_options(entry: ModelCheck, output_dir: Path | None) -> ConvertOptions:
-    """A config entry as the options `convert` takes (paths already relative to the config)."""
+def convert_options(entry: ModelCheck, output_dir: Path | None, folder: str | None = None) -> ConvertOptions:
+    """A config entry as the options `convert` takes (paths already relative to the config);
+    `folder`: its output folder's name under `output_dir` (default: the source's name)."""
     opts = dict(entry.options)
     ranges = tuple(parse_input_range(r) for r in opts.pop("input_ranges", []))
     sample_inputs = opts.pop("sample_inputs", None)
@@ -69,15 +73,28 @@ def convert_options(entry: ModelCheck, output_dir: Path | None) -> ConvertOption
     via = tuple(opts.pop("via", ()))
     if opts.get("quantize") == "none":
         opts.pop("quantize")
-    out = (output_dir or Path("modelport-out")) / default_output_dir(entry.source).name
+    out = ((output_dir or Path("modelport-out")) / (folder or default_output_dir(entry.source).name)).absolute()
     return ConvertOptions(
         targets=tuple(entry.targets), output_dir=out, inputs=tuple(parse_input(i) for i in entry.inputs),
-        input_ranges=ranges, sample_inputs=Path(sample_inputs) if sample_inputs else None, via=via,
-        calibration_data=(calibration if calibration == "random" else Path(calibration)) if calibration else None,
-        output_tolerances=entry.tolerance or None, **opts)
+        input_ranges=ranges, sample_inputs=Path(sample_inputs).absolute() if sample_inputs else None, via=via,
+        calibration_data=(calibration if calibration == "random" else Path(calibration).absolute())
+        if calibration else None, output_tolerances=entry.tolerance or None, **opts)
 
 
-ConvertOne = Callable[[str, ConvertOptions, "Progress | None"], ConvertResult]
+def output_folders(entries: list[ModelCheck]) -> list[str]:
+    """One output folder per model: the source's name, with -2, -3... where two models share it
+    (the same model twice, at two precisions, must not write over each other's files)."""
+    names: list[str] = []
+    for entry in entries:
+        base = default_output_dir(entry.source).name
+        name, number = base, 1
+        while name in names:
+            number += 1
+            name = f"{base}-{number}"
+        names.append(name)
+    return names
+
+
 Bundle = Callable[[str, PackageOptions], Any]
 
 
@@ -103,29 +120,93 @@ def _package(entry: ModelCheck, options: ConvertOptions, result: ConvertResult, 
         item.verdict = Verdict.error(f"package: {exc.one_line()}", exc.exit_code)
 
 
-def check(config_path: Path | None = None, output_dir: Path | None = None, progress: Progress | None = None,
-          registry: Registry | None = None, convert: ConvertOne | None = None,
-          bundle: Bundle | None = None) -> CheckResult:
+def _error_result(entry: ModelCheck, exc: ModelportError) -> ConvertResult:
+    """A model that could not be loaded (or whose worker died): one error row per target."""
+    return ConvertResult(source={"path": entry.source, "format": None, "framework": None, "sha256": None,
+                                 "inputs": [], "outputs": []},
+                         targets=[TargetResult(target=t, verdict=Verdict.error(exc)) for t in entry.targets])
+
+
+def _serial_here(registry: Registry | None) -> RunModels:
+    """Models one after another in this process (no worker): the library's plain default."""
+    def run(jobs: list[ModelJob], events: ZooEvents, done: Callable[[ModelJob, Outcome], None]) -> None:
+        for job in jobs:
+            events.started(0, job)
+            try:
+                outcome: Outcome = convert_here(job.source, job.options,
+                                                lambda e, m: events.step(0, e, m), registry)
+            except ModelportError as exc:
+                outcome = exc
+            done(job, outcome)
+            events.finished(0, job, outcome)
+    return run
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """Where finished results are kept and read back: the cache (None: off), and the run journal
+    in the output folder, read only when resuming."""
+    cache: ResultStore | None = None
+    journal: ResultStore | None = None
+    resume: bool = False
+
+
+def check(config_path: Path | None = None, output_dir: Path | None = None, events: ZooEvents | None = None,
+          registry: Registry | None = None, run_models: RunModels | None = None,
+          bundle: Bundle | None = None, reuse: Reuse = Reuse()) -> CheckResult:
     """Convert and validate every model of a modelport.toml / [tool.modelport] config, with budgets.
-    `convert` runs one model (default: here, in this process; the API passes the model worker)."""
+    `run_models` runs the models that need it (default: here, one after another; the API passes
+    the local worker pool or Ray); the results come back in the config's order either way."""
     path = config_path or find_config()
     config = load_config(path)
-    results = []
-    for entry in config.models:
-        options = convert_options(entry, output_dir)
-        if progress:
-            progress("start", f"Checking {entry.name}")
-        try:
-            result = (convert(entry.source, options, progress) if convert is not None
-                      else convert_here(entry.source, options, progress, registry))
-        except ModelportError as exc:  # the model itself could not be loaded: one error row per target
-            result = ConvertResult(source={"path": entry.source, "format": None, "framework": None, "sha256": None,
-                                           "inputs": [], "outputs": []},
-                                   targets=[TargetResult(target=t, verdict=Verdict.error(exc)) for t in entry.targets])
+    events = events or Unwatched()
+    entries = config.models
+    events.planned(len(entries))
+    options = [convert_options(e, output_dir, folder) for e, folder in zip(entries, output_folders(entries))]
+    skip = frozenset(p.absolute() for p in (output_dir or Path("modelport-out"),
+                                            *(s.root for s in (reuse.cache, reuse.journal) if s)))
+    keys: dict[int, str] = {}
+    results: dict[int, ConvertResult] = {}
+    jobs: list[ModelJob] = []
+    uncached: dict[int, str] = {}
+    for index, (entry, opts) in enumerate(zip(entries, options)):
+        job = ModelJob(index, entry.name, entry.source, opts)
+        if reuse.cache is not None or reuse.journal is not None:
+            try:
+                keys[index] = cache_key(entry.source, opts, skip)
+            except Uncacheable as exc:
+                uncached[index] = f"not cached: {exc}"
+        key = keys.get(index)
+        assert opts.output_dir is not None
+        stores = [s for s in ((reuse.journal if reuse.resume else None), reuse.cache) if s is not None]
+        hit = next((r for s in stores if key and (r := s.get(key, opts.output_dir)) is not None), None)
+        if hit is not None:
+            results[index] = hit
+            events.finished(-1, job, hit, cached=True)
+        else:
+            jobs.append(job)
+
+    def done(job: ModelJob, outcome: Outcome) -> None:  # (called as each model finishes, maybe from a thread)
+        key = keys.get(job.index)
+        if isinstance(outcome, ModelportError):
+            results[job.index] = _error_result(entries[job.index], outcome)
+            return
+        results[job.index] = outcome
+        if key and cacheable(outcome) and job.options.output_dir is not None:
+            for store in (reuse.journal, reuse.cache):
+                if store is not None:
+                    store.put(key, outcome, job.options.output_dir)
+
+    if jobs:
+        (run_models or _serial_here(registry))(jobs, events, done)
+    ordered = []
+    for index, entry in enumerate(entries):
+        result = results[index]
+        if index in uncached:
+            for item in result.targets:
+                item.notes.append(uncached[index])
         apply_budgets(result, entry.budget)
         if entry.package is not None:
-            _package(entry, options, result, bundle)
-        results.append((entry.name, result))
-        if progress:
-            progress("done", f"Checked {entry.name}")
-    return CheckResult(config=path, models=results)
+            _package(entry, options[index], result, bundle)
+        ordered.append((entry.name, result))
+    return CheckResult(config=path, models=ordered)

@@ -95,6 +95,13 @@ class Worker:
                 raise message[1]
             return message[1]
 
+    def interrupt(self) -> None:
+        """Ask a running worker to stop (from another thread than the one in `call`): it unwinds,
+        removes its scratch, and that `call` ends with the worker's end."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+
     def close(self) -> None:
         """End the worker (if running) and remove its scratch folder."""
         proc, self._proc = self._proc, None

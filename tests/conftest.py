@@ -33,6 +33,8 @@ def no_network(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     # Node (the TF.js runner, bundles' run.js) has its own half of the guard.
     node_guard = f'--require "{GUARD_DIR / "netguard.js"}"'
     monkeypatch.setenv("NODE_OPTIONS", f'{node_guard} {os.environ.get("NODE_OPTIONS", "")}'.strip())
+    # `check` caches results by default: each test starts with an empty cache of its own.
+    monkeypatch.setenv("MODELPORT_CHECK_CACHE", str(log.parent / "check-cache"))
     yield
     if log.exists() and log.read_text().strip():
         pytest.fail(f"network access was attempted:\n{log.read_text()}")

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                              "modelport.formats.base")),
     ("formats and edges", ("modelport.formats.*", "modelport.converters", "modelport.converters.*",
                            "modelport.registry")),
-    ("services", ("modelport.worker", "modelport.calibration", "modelport.bundles", "modelport.loading", "modelport.runners", "modelport.validation", "modelport.describe",
+    ("services", ("modelport.worker", "modelport.records", "modelport.check_cache", "modelport.executors", "modelport.calibration", "modelport.bundles", "modelport.loading", "modelport.runners", "modelport.validation", "modelport.describe",
                   "modelport.options", "modelport.placement", "modelport.config", "modelport.doctor",
                   "modelport.validators.report", "modelport.validators.report_formats")),
     ("pipeline", ("modelport.pipeline", "modelport.comparison", "modelport.benchmark", "modelport.gate")),
