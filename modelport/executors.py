@@ -96,6 +96,7 @@ def run_local(jobs: list[ModelJob], events: ZooEvents, done: Callable[[ModelJob,
     for job in jobs:
         todo.put(job)
     failures: list[BaseException] = []
+    stopping = threading.Event()  # set on Ctrl-C: a model cut short then is not a result
 
     def serve(slot: int, worker: Worker) -> None:
         while True:
@@ -106,6 +107,8 @@ def run_local(jobs: list[ModelJob], events: ZooEvents, done: Callable[[ModelJob,
             events.started(slot, job)
             try:
                 outcome = _convert_in(worker, job, limits, lambda e, m: events.step(slot, e, m))
+                if stopping.is_set():
+                    return
                 done(job, outcome)
                 events.finished(slot, job, outcome)
             except BaseException as exc:  # noqa: BLE001 - (an interrupt, or our bug): stop this thread, tell main
@@ -121,6 +124,7 @@ def run_local(jobs: list[ModelJob], events: ZooEvents, done: Callable[[ModelJob,
             while thread.is_alive():
                 thread.join(0.2)  # (short waits: Ctrl-C reaches this thread between them)
     except BaseException:
+        stopping.set()
         while not todo.empty():  # nothing new starts; the running models are told to stop
             todo.get_nowait()
         for worker in pool:
