@@ -166,6 +166,8 @@ def run_ray(jobs: list[ModelJob], events: ZooEvents, done: Callable[[ModelJob, O
     """Run `jobs` as Ray tasks: on the cluster at `address`, or on a Ray started here on loopback
     with `workers` CPUs (and stopped after). A task that raises, or whose Ray worker dies, is that
     model's error; the others complete."""
+    if address:
+        _check_reachable(address)
     # (a local Ray's environment is in place before Ray is imported: it reads some of it then)
     with (contextlib.nullcontext() if address else _local_ray_environment()):
         ray = _ray()
@@ -196,6 +198,23 @@ def run_ray(jobs: list[ModelJob], events: ZooEvents, done: Callable[[ModelJob, O
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on an address nothing answers at: Ray itself retries for minutes."""
+    import socket
+
+    if address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise BadInput(f"--address '{address}' is not host:port.",
+                       "Give the head node's GCS address (host:6379) or its Ray Client address (ray://host:10001).")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise BadInput(f"Nothing answers at the Ray address {address}: {exc.strerror or exc}.",
+                       "Start the cluster's head (`ray start --head`) and check the host and port.") from None
 
 
 @contextlib.contextmanager

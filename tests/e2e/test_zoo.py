@@ -180,7 +180,7 @@ def test_resume_continues_an_interrupted_run(tmp_path, jobs):
     assert notes["hang.py:build"] == []
 
 
-def test_resume_without_an_earlier_run_and_contradicting_flags_are_exit_2(tmp_path):
+def test_bad_zoo_invocations_are_exit_2_and_a_missing_ray_exit_4(tmp_path):
     config = _zoo(tmp_path, good=1, broken=False)
     nothing = run_cli("check", str(config), "--resume", "-o", str(tmp_path / "fresh"))
     assert nothing.returncode == 2
@@ -189,6 +189,11 @@ def test_resume_without_an_earlier_run_and_contradicting_flags_are_exit_2(tmp_pa
     assert both.returncode == 2 and "--cache and --no-cache contradict" in error_line(both)
     address = run_cli("check", str(config), "--address", "127.0.0.1:6379")
     assert address.returncode == 2 and "it needs --executor ray" in error_line(address)
+    nobody = run_cli("check", str(config), "--executor", "ray", "--address", "127.0.0.1:1", "--no-cache")
+    assert nobody.returncode == 2 and "Nothing answers at the Ray address 127.0.0.1:1" in error_line(nobody)
+    no_ray = run_cli("check", str(config), "--executor", "ray", "--no-cache",
+                     python_prelude="import sys; sys.modules['ray'] = None")
+    assert no_ray.returncode == 4 and "pip install 'modelport[ray]'" in error_line(no_ray)
     jobs = run_cli("check", str(config), "--jobs", "0")
     assert jobs.returncode == 2 and "--jobs" in jobs.stderr
 
