@@ -38,6 +38,18 @@ def scoped_env(values: dict[str, str], override: bool = False) -> Iterator[None]
         restore_entries(os.environ, saved)
 
 
+@contextlib.contextmanager
+def scoped_cwd(folder: os.PathLike[str] | str) -> Iterator[None]:
+    """Run the block in `folder` (a library that writes fixed names into the cwd), then go back.
+    Only for the model worker's one running call: the cwd is process-wide."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 def restore_entries(table: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
     """Put each key of `table` (os.environ, sys.modules) back as `saved` has it; None: absent."""
     for key, previous in saved.items():
