@@ -43,7 +43,10 @@ def output_lock(folder: Path) -> Iterator[None]:
         return
     fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # (a file system without locks, e.g. some NFS mounts: each file is still atomic)
+            pass
         yield
     finally:
         os.close(fd)  # (closing releases the lock)

@@ -120,3 +120,35 @@ def test_folders_placed_at_once_land_whole(tmp_path):
     assert len(tags) == 1 or len({t.split()[0] for t in tags}) == 1, tags
     assert sorted(p.name for p in final.iterdir()) == [*(f"part-{i}.txt" for i in range(8)), "variables"]
     assert [p.name for p in final.parent.iterdir()] == ["savedmodel"]
+
+
+def _hold_lock(folder: str, held: str, seconds: float) -> None:
+    import time
+
+    from modelport.placement import output_lock
+
+    with output_lock(Path(folder)):
+        Path(held).touch()
+        time.sleep(seconds)
+
+
+def test_a_target_is_placed_by_one_process_at_a_time(tmp_path):
+    """While one process places a target's files (companions, model, sidecar), another waits:
+    the set never mixes two runs. The lock leaves no file behind."""
+    import time
+
+    from modelport.placement import output_lock
+
+    folder, held = tmp_path / "out", tmp_path / "held"
+    holder = multiprocessing.get_context("spawn").Process(target=_hold_lock, args=(str(folder), str(held), 1.5))
+    holder.start()
+    deadline = time.monotonic() + 60
+    while not held.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    with output_lock(folder):
+        waited = time.monotonic() - started
+    holder.join(timeout=60)
+    assert holder.exitcode == 0
+    assert waited > 0.5, waited
+    assert list(folder.iterdir()) == []
