@@ -42,6 +42,7 @@ def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
                 failed, text = True, "".join(traceback.format_exception_only(exc))
         text = log.getvalue() + text
     else:
+        ctx.count("savedmodel2tfjs.child")  # (the slower way: the report says which ran)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": "-1"}
         process = subprocess.run([sys.executable, "-m", "modelport.converters.savedmodel2tfjs", str(saved.path),
                                   str(out), signature, str(names_file)], capture_output=True, text=True, env=env,
