@@ -45,6 +45,7 @@ fuzz: install
 bench: install
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/convert_overhead.py
+	$(BIN)/python benchmarks/to_all.py
 
 # ONNX node tests through every target (about 45 minutes on 2 cores): the CSV and the README table.
 conformance: install

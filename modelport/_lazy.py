@@ -24,6 +24,16 @@ QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "ABSL_MI
 _QUIET_MODULES = {"tensorflow", "onnx2tf", "tf2onnx", "tf_keras", "keras", "tensorflowjs", "jax", "jaxlib"}
 
 
+# The QUIET_ENV variables as they were when `require` first imported TensorFlow (empty: it did not).
+_TF_IMPORT_ENV: dict[str, str | None] = {}
+
+
+def tensorflow_loaded_with(key: str, value: str) -> bool:
+    """Whether this process's TensorFlow was imported (by `require`) with `key` set to `value`:
+    TF reads e.g. TF_ENABLE_ONEDNN_OPTS once, at import, so a later change does not count."""
+    return "tensorflow" in sys.modules and bool(_TF_IMPORT_ENV) and _TF_IMPORT_ENV.get(key) == value
+
+
 @contextlib.contextmanager
 def scoped_env(values: dict[str, str], override: bool = False) -> Iterator[None]:
     """Set environment variables for the block only (without override, only those not set), then
@@ -36,6 +46,18 @@ def scoped_env(values: dict[str, str], override: bool = False) -> Iterator[None]
         yield
     finally:
         restore_entries(os.environ, saved)
+
+
+@contextlib.contextmanager
+def scoped_cwd(folder: os.PathLike[str] | str) -> Iterator[None]:
+    """Run the block in `folder` (a library that writes fixed names into the cwd), then go back.
+    Only for the model worker's one running call: the cwd is process-wide."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def restore_entries(table: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
@@ -88,7 +110,11 @@ def require(module: str, extra: str = "all", purpose: str = "") -> ModuleType:
     try:
         if module.split(".")[0] in _QUIET_MODULES:
             with scoped_env(QUIET_ENV):
-                return importlib.import_module(module)
+                first = "tensorflow" not in sys.modules
+                imported = importlib.import_module(module)
+                if first and "tensorflow" in sys.modules:  # what TensorFlow read, once, as it loaded
+                    _TF_IMPORT_ENV.update({key: os.environ.get(key) for key in QUIET_ENV})
+                return imported
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]

@@ -17,7 +17,7 @@ from .errors import BadInput, BackendMissing, ConversionFailed, ModelportError
 from .formats.base import Edge, load_object
 from .loading import load_source, source_node
 from .options import ConvertOptions, Progress
-from .placement import default_output_dir, place, write_atomic
+from .placement import default_output_dir, output_lock, place, write_atomic
 from .registry import ENTRY_KIND, Registry, default
 from .calibration import RANDOM, CalibrationSet
 from .results import ConvertResult, Status, TargetResult, Verdict
@@ -100,7 +100,18 @@ def convert_loaded(source: str, model: SourceModel, options: ConvertOptions, pro
                              feeds=comparison_feeds(model, options, calibration))
             if calibration is not None and calibration.origin == RANDOM:
                 _mark_unverified(result.targets)
+        for item in result.targets:
+            _placed(item, out_dir)
     return result
+
+
+def _placed(item: TargetResult, out_dir: Path) -> None:
+    """Point a converted item's artifact at its placed copy (its scratch folder is about to go)."""
+    if item.artifact is None or item.path is None:
+        return
+    artifact = item.artifact
+    item.artifact = artifact.with_(path=item.path,
+                                   companions=tuple(out_dir / rel for _, rel in artifact.companion_names()))
 
 
 _MAX_HELD_OUT = 64
@@ -327,16 +338,20 @@ def _convert_one(name: str, model: SourceModel, src_node: str, out_dir: Path, op
             with captured_output(options.verbose):
                 artifact = load_object(spec.target.quantizer)(artifact, workdir, ctx)
         final = out_dir / spec.target.file_name
-        for companion, relative in artifact.companion_names():  # first: the model is complete once it lands
-            place(companion, out_dir / relative)
-        place(artifact.path, final)
-        write_atomic(dump_json(write_sidecar(artifact, str(model.display))),
-                     final.with_name(final.name + ".modelport.json"))
-        item.artifact = artifact.with_(path=final,
-                                       companions=tuple(out_dir / rel for _, rel in artifact.companion_names()))
+        # Another process may be writing the same folder (the same model's default output): the
+        # lock keeps this target's files from one run; each lands by an atomic rename.
+        with output_lock(out_dir):
+            for companion, relative in artifact.companion_names():  # first: the model is complete once it lands
+                place(companion, out_dir / relative)
+            place(artifact.path, final)
+            write_atomic(dump_json(write_sidecar(artifact, str(model.display))),
+                         final.with_name(final.name + ".modelport.json"))
+        # Validation and the hash read this run's own copy in scratch, never the placed one, which
+        # a concurrent run may be replacing; `_placed` points the result at `final` afterwards.
+        item.artifact = artifact
         item.path = final
-        item.size_bytes = size_of(final)
-        item.sha256 = sha256_of(final)
+        item.size_bytes = size_of(artifact.path)
+        item.sha256 = sha256_of(artifact.path)
         item.verdict = Verdict.converted()
     except ModelportError as exc:  # a converter (or its child process) that ran out of budget says so in its log
         item.verdict = Verdict.error(over_budget() if is_allocation_failure(exc.message) else exc)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._lazy import captured_output, require, scoped_env
+from .._lazy import captured_output, require, scoped_cwd, scoped_env
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
 from ..spec import Dim, TensorSpec
@@ -111,7 +111,7 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
     np = require("numpy")
     onnx2tf = require("onnx2tf", purpose="to convert ONNX to TFLite and SavedModel")
     impl: Any = require("onnx2tf.onnx2tf")  # a module; its attributes are set below
-    work = Path(ctx.scratch or onnx_artifact.path.parent) / f"onnx2tf-{len(ctx.cache)}"
+    work = Path(ctx.scratch or onnx_artifact.path.parent).absolute() / f"onnx2tf-{len(ctx.cache)}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     model_copy = work / "model.onnx"  # onnx2tf overwrites the file it is given
@@ -138,7 +138,9 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
     original = impl.download_test_image_data
     impl.download_test_image_data = sample_images
     try:
-        with captured_output(ctx.verbose) as log, scoped_env({"PATH": path}, override=True):
+        # (its own folder as cwd: for a model past 2 GB it writes `tmp.onnx` and
+        # `tmp_external.weights` into the cwd and deletes them, which two runs in one folder share)
+        with captured_output(ctx.verbose) as log, scoped_env({"PATH": path}, override=True), scoped_cwd(work):
             try:
                 onnx2tf.convert(input_onnx_file_path=str(model_copy), output_folder_path=str(out),
                                 non_verbose=not ctx.verbose, copy_onnx_input_output_names_to_tflite=True,

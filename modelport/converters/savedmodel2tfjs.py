@@ -2,8 +2,11 @@
 
 Wrapped sharp edges: tensorflowjs imports tensorflow_decision_forests only to register TF-DF ops
 (it cannot be installed beside onnx2tf's TF pins), so an empty stand-in is put in its place when
-the real one is absent; and it fails on oneDNN's fused `_MklLayerNorm` unless oneDNN rewrites are
-off, so the child runs with TF_ENABLE_ONEDNN_OPTS=0.
+the real one is absent (for the import only); and it fails on oneDNN's fused `_MklLayerNorm`
+unless oneDNN rewrites are off, which TensorFlow reads once, at import. So it runs in this
+process when this process's TensorFlow was imported with TF_ENABLE_ONEDNN_OPTS=0 (the model
+worker imports it so, for onnx2tf: importing TF again in a child cost ~4 s a conversion), else in
+a child process that sets it.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import os
 import re
 import subprocess
 import sys
+import traceback
 import types
 from pathlib import Path
 
-from .._lazy import require_installed
+from .._lazy import captured_output, require_installed, tensorflow_loaded_with
 from ..artifact import Artifact, IOMapping, TensorLink
 from ..errors import ConversionFailed
 from ..sources.tensorflow import signature_of
@@ -28,15 +32,26 @@ def convert(saved: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     require_installed("tensorflowjs", purpose="to convert SavedModels to TF.js")
     out = workdir / "tfjs"
     signature = signature_of(saved, ctx.source, ctx.signature)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": "-1"}
     names_file = workdir / "tfjs-input-names.json"
-    process = subprocess.run([sys.executable, "-m", "modelport.converters.savedmodel2tfjs", str(saved.path), str(out),
-                              signature, str(names_file)], capture_output=True, text=True, env=env,
-                             stdin=subprocess.DEVNULL)
-    if ctx.verbose:
-        sys.stderr.write(process.stdout + process.stderr)
-    if process.returncode != 0 or not (out / "model.json").is_file():
-        raise ConversionFailed(f"tensorflowjs could not convert the SavedModel: {_reason(process.stderr)}.",
+    if tensorflow_loaded_with("TF_ENABLE_ONEDNN_OPTS", "0"):
+        with captured_output(ctx.verbose) as log:
+            try:
+                _main(str(saved.path), str(out), signature, str(names_file))
+                failed, text = False, ""
+            except Exception as exc:  # the converter raises many types; all mean "it failed"
+                failed, text = True, "".join(traceback.format_exception_only(exc))
+        text = log.getvalue() + text
+    else:
+        ctx.count("savedmodel2tfjs.child")  # (the slower way: the report says which ran)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": "-1"}
+        process = subprocess.run([sys.executable, "-m", "modelport.converters.savedmodel2tfjs", str(saved.path),
+                                  str(out), signature, str(names_file)], capture_output=True, text=True, env=env,
+                                 stdin=subprocess.DEVNULL)
+        if ctx.verbose:
+            sys.stderr.write(process.stdout + process.stderr)
+        failed, text = process.returncode != 0, process.stderr
+    if failed or not (out / "model.json").is_file():
+        raise ConversionFailed(f"tensorflowjs could not convert the SavedModel: {_reason(text)}.",
                                "Run with --verbose for the converter's log.")
     io = IOMapping(tuple(TensorLink(name, s.name) for s, name in zip(saved.inputs, _input_names(saved, out, names_file))),
                    tuple(TensorLink(s.name, s.name) for s in saved.outputs))
@@ -71,11 +86,7 @@ def _reason(log: str) -> str:
 
 
 def _main(saved_model_dir: str, output_dir: str, signature: str, names_file: str) -> None:
-    try:
-        import tensorflow_decision_forests  # noqa: F401
-    except ImportError:
-        sys.modules["tensorflow_decision_forests"] = types.ModuleType("tensorflow_decision_forests")
-    from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_convert
+    tfjs_convert = _import_converter()
 
     tfjs_convert.convert_tf_saved_model(saved_model_dir, output_dir, signature_def=signature,
                                         use_structured_outputs_names=True)
@@ -85,6 +96,23 @@ def _main(saved_model_dir: str, output_dir: str, signature: str, names_file: str
     specs = tf.saved_model.load(saved_model_dir).signatures[signature].structured_input_signature[1]
     Path(names_file).write_text(json.dumps({key: spec.name or key for key, spec in specs.items()}))
 
+
+
+def _import_converter() -> types.ModuleType:
+    """tensorflowjs' SavedModel converter; a TF-DF stand-in only while it imports (it stays in
+    tensorflowjs' own namespace, never in sys.modules for others to find)."""
+    try:
+        import tensorflow_decision_forests  # noqa: F401
+        stand_in = False
+    except ImportError:
+        sys.modules["tensorflow_decision_forests"] = types.ModuleType("tensorflow_decision_forests")
+        stand_in = True
+    try:
+        from tensorflowjs.converters import tf_saved_model_conversion_v2
+    finally:
+        if stand_in:
+            sys.modules.pop("tensorflow_decision_forests", None)
+    return tf_saved_model_conversion_v2
 
 
 EDGES = (Edge("savedmodel2tfjs", "savedmodel", "tfjs", "modelport.converters.savedmodel2tfjs:convert",

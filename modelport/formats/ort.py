@@ -1,20 +1,20 @@
 """ONNX Runtime's ORT format: the flatbuffer that onnxruntime's mobile and minimal builds load.
 
 Made from ONNX by the converter that ships inside the onnxruntime wheel
-(`python -m onnxruntime.tools.convert_onnx_models_to_ort`, run in a child process: it is noisy,
-and optimizes with the host's kernels in mind), validated by onnxruntime loading the `.ort` file.
+(`onnxruntime.tools.convert_onnx_models_to_ort`, Fixed optimizations, with the host's kernels in
+mind; called in this process with its output captured: a child process re-importing onnxruntime
+cost ~2 s a conversion), validated by onnxruntime loading the `.ort` file.
 The `required_operators.config` it writes travels beside the model: it is what a minimal
 onnxruntime build (`--include_ops_by_config`) needs to contain exactly these operators.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
+import traceback
 from pathlib import Path
 
+from .._lazy import captured_output, require
 from ..artifact import Artifact, IOMapping
 from ..converters.base import EdgeContext
 from ..errors import ConversionFailed
@@ -61,16 +61,17 @@ def convert(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifac
     shutil.copyfile(onnx_artifact.path, model)
     onnx_artifact.copy_beside(model)  # external data travels with the model
     out = workdir / "out"
-    env = {**os.environ, "ORT_LOGGING_LEVEL": "3"}
-    process = subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(model),
-                              "--output_dir", str(out), "--optimization_style", "Fixed"],
-                             capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
-    if ctx.verbose:
-        sys.stderr.write(process.stdout + process.stderr)
+    tool = require("onnxruntime.tools.convert_onnx_models_to_ort", purpose="to write ORT format")
+    with captured_output(ctx.verbose) as log:
+        try:
+            tool.convert_onnx_models_to_ort(model, output_dir=out, optimization_styles=[tool.OptimizationStyle.Fixed])
+            error = ""
+        except Exception as exc:  # the tool raises many types; all mean "it failed"
+            error = "".join(traceback.format_exception_only(exc))
     produced, config = out / "model.ort", out / CONFIG_NAME
-    if process.returncode != 0 or not produced.is_file() or not config.is_file():
+    if error or not produced.is_file() or not config.is_file():
         raise ConversionFailed(f"onnxruntime could not convert the model to ORT format: "
-                               f"{_reason(process.stdout + process.stderr)}.",
+                               f"{_reason(log.getvalue() + error)}.",
                                "Run with --verbose for the converter's log.")
     # The config names the scratch path it was made from; name the shipped file instead.
     config.write_text("".join(f"# - model.ort\n" if line.startswith("# - ") else line

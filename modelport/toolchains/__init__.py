@@ -144,8 +144,12 @@ def _lock_digest(toolchain: Toolchain) -> str:
 
 
 def state(toolchain: Toolchain) -> State:
-    python = find_python(toolchain.python)
     marker = _marker(toolchain)
+    built = (marker is not None and marker.get("lock_sha256") == _lock_digest(toolchain)
+             and toolchain.interpreter.exists())
+    # Built: the interpreter it was built with is recorded; looking for one (a subprocess per
+    # candidate) is only needed to build it.
+    python = Path(marker["python"]) if built and marker and marker.get("python") else find_python(toolchain.python)
     current = State(toolchain.name, False, str(python) if python else None, str(toolchain.env))
     install = f"modelport toolchain install {toolchain.name}"
     if marker is None:

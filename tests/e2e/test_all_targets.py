@@ -5,6 +5,7 @@ import os
 import shutil
 import sys
 
+import pytest
 
 from modelport import api
 from modelport import registry
@@ -35,12 +36,32 @@ def test_torch_to_all_prefers_direct_edges_and_exports_once(models, tmp_path):
     assert result.converter_runs["torch2onnx"] == 1
     assert result.converter_runs["onnx2tf.convert"] == 1
     assert result.converter_runs["onnx2savedmodel"] == 1 and result.converter_runs["savedmodel2tfjs"] == 1
+    # tensorflowjs ran in the worker (its TensorFlow has oneDNN rewrites off), not in a child re-importing TF
+    assert "savedmodel2tfjs.child" not in result.converter_runs
     for item in result.targets:
         assert max(o.max_abs_diff for o in item.numeric.outputs) < 1e-4, item.target
     # TF targets got NHWC and say so; the torch ones kept NCHW.
     layouts = {t.target: t.artifact.layout for t in result.targets}
     assert layouts["tflite"] == layouts["savedmodel"] == layouts["tfjs"] == "nhwc"
     assert layouts["onnx"] == layouts["torchscript"] == "nchw"
+
+
+@pytest.mark.slow
+def test_tfjs_where_the_workers_tensorflow_has_onednn_rewrites_on(models, tmp_path):
+    """tensorflowjs needs oneDNN rewrites off, which TensorFlow reads once, at import. Where the
+    worker's TensorFlow was imported with them on (the user set TF_ENABLE_ONEDNN_OPTS=1), it runs
+    in a child process that turns them off, and the result passes."""
+    import subprocess
+
+    report = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "-m", "modelport", "convert", str(models["cnn_pt2"]), "--to", "tfjs",
+                           "-o", str(tmp_path / "out"), "--report", str(report)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(report.read_text())
+    assert [t["status"] for t in data["targets"]] == ["passed"]
+    assert data["converter_runs"]["savedmodel2tfjs.child"] == 1
 
 
 def test_keras_and_onnx_sources_to_every_target(models, tmp_path):
