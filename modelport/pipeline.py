@@ -88,6 +88,9 @@ def convert_loaded(source: str, model: SourceModel, options: ConvertOptions, pro
             missing: ModelportError | None = _missing_backend(name, src_node, options, registry) if everything else None
             if missing is None and everything and options.quantize not in _precisions(name, registry):
                 missing = BadInput(f"modelport has no --quantize {options.quantize} path to {name}.")
+            if missing is None and everything:
+                refused = _refused(name, src_node, model, options, registry)
+                missing = BadInput(refused) if refused else None
             if missing is not None:  # `--to all` means what is installed (and quantizable) here: the rest is skipped
                 item = TargetResult(target=name, verdict=Verdict.skipped(missing.one_line()))
                 result.targets.append(item)
@@ -157,6 +160,18 @@ def _mark_unverified(items: list[TargetResult]) -> None:
         if item.verdict.status is Status.PASSED and item.artifact is not None and item.artifact.quantization == "int8":
             item.verdict = Verdict.unverified("int8 calibrated and compared on seeded random inputs, not on real "
                                               "data: accuracy on real inputs is unknown. Pass --calibration-data.")
+
+
+def _refused(target: str, src_node: str, model: SourceModel, options: ConvertOptions,
+             registry: Registry) -> str | None:
+    """Why no path to `target` can take this source (every path has an edge refusing it), or None."""
+    reasons = []
+    for edges in candidate_paths(src_node, target, options, registry):
+        reason = next((r for e in edges if (r := e.refusal(model)) is not None), None)
+        if reason is None:
+            return None
+        reasons.append(reason)
+    return reasons[0] if reasons else None
 
 
 def _missing_backend(target: str, src_node: str, options: ConvertOptions,

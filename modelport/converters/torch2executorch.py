@@ -8,6 +8,7 @@ the user's samples). TorchScript cannot be torch.exported: it goes through ONNX 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .._lazy import captured_output, require
 from ..artifact import Artifact, IOMapping, TensorLink
@@ -36,8 +37,7 @@ def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
             if isinstance(model.handle, torch.export.ExportedProgram):
                 exported = model.handle
             elif isinstance(model.handle, torch.jit.ScriptModule):
-                raise ConversionFailed("ExecuTorch needs a torch.export program; a TorchScript file cannot be "
-                                       "exported.", "Convert the nn.Module or a .pt2 (torch.export.save) instead.")
+                raise ConversionFailed(_NOT_EXPORTABLE, "Convert the nn.Module or a .pt2 (torch.export.save) instead.")
             else:
                 feeds = make_feeds(inputs, seed=ctx.seed)
                 exported = torch.export.export(model.handle, tuple(torch.from_numpy(feeds[s.name]) for s in inputs))
@@ -75,5 +75,15 @@ def convert(source: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
                            "ops_outside_delegates": result.get("ops_outside_delegates", {})})
 
 
+_NOT_EXPORTABLE = "ExecuTorch needs a torch.export program; a TorchScript file cannot be exported."
+
+
+def refuses(model: Any) -> str | None:
+    """TorchScript (torch.jit.ScriptModule, told by its class's module: no torch import here)."""
+    handle = getattr(model, "handle", None)
+    return _NOT_EXPORTABLE if type(handle).__module__.startswith("torch.jit") else None
+
+
 EDGES = (Edge("torch2executorch", "torch", "executorch", "modelport.converters.torch2executorch:convert",
-              Requirement("executorch", modules=("torch",), toolchain=TOOLCHAIN), precisions=("none", "int8")),)
+              Requirement("executorch", modules=("torch",), toolchain=TOOLCHAIN), precisions=("none", "int8"),
+              refuses="modelport.converters.torch2executorch:refuses"),)

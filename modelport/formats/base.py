@@ -165,6 +165,12 @@ class Edge:
     cost: float = 1.0
     packages: tuple[str, ...] = ()
     precisions: tuple[str, ...] | None = None  # the --quantize levels it can write (None: any)
+    # "module:function" (the loaded SourceModel) -> why this edge cannot take that source, or None;
+    # `--to all` skips a target every path of which is refused (TorchScript has no torch.export).
+    refuses: str | None = None
 
     def load(self) -> Callable[..., Any]:
         return load_object(self.impl)
+
+    def refusal(self, model: Any) -> str | None:
+        return load_object(self.refuses)(model) if self.refuses else None

@@ -183,3 +183,18 @@ def test_dict_outputs_keep_their_names_on_every_target(entry_file, tmp_path):
 def test_module_with_optional_forward_arguments_to_torchscript(entry_file, tmp_path):
     result = _convert(f"{entry_file}:build_encoder_layer", tmp_path, targets=("torchscript", "onnx"))
     assert _status(result) == {"torchscript": "passed", "onnx": "passed"}, [t.error for t in result.targets]
+
+
+def test_to_all_from_torchscript_skips_executorch_with_the_reason(models, tmp_path):
+    """ExecuTorch needs torch.export, which TorchScript cannot give: under --to all that is a
+    skipped row saying why, not a failed run; named explicitly it is exit 3 with the same reason."""
+    result = run_cli("convert", str(models["cnn_torchscript"]), "--to", "all", "--input", "image:1x3x16x16",
+                     "-o", str(tmp_path / "all"), "--report", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stderr
+    rows = {t["target"]: t for t in json.loads((tmp_path / "r.json").read_text())["targets"]}
+    assert rows["executorch"]["status"] == "skipped"
+    assert "a TorchScript file cannot be exported" in rows["executorch"]["error"]
+    assert all(t["status"] == "passed" for name, t in rows.items() if name != "executorch"), rows
+    named = run_cli("convert", str(models["cnn_torchscript"]), "--to", "executorch", "--input", "image:1x3x16x16",
+                    "-o", str(tmp_path / "one"))
+    assert named.returncode == 3 and "a TorchScript file cannot be exported" in error_line(named)
