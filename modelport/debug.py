@@ -62,7 +62,7 @@ class Layer:
     snr_db: float | None
     passed: bool
     reason: str = ""
-    matched_by: str = "recorded"  # recorded (the converter's correspondence) | name | value
+    matched_by: str = "recorded"  # recorded (the converter's correspondence) | name | value | position
 
     def to_json(self) -> dict[str, Any]:
         def finite(x: float | None) -> float | None:
@@ -221,6 +221,9 @@ def _compare(reference: str, candidate: str, options: DebugOptions, registry: Re
     if not recorded:
         for ref_name, cand_name in _by_value(ref_taps[0], cand_taps[0], matched):
             add(cand_name, [ref_name], "value")
+        result.layers.sort(key=lambda layer: layer.position)
+        for ref_name, cand_name in _by_position(ref_taps[0], cand_taps[0], matched, result.layers):
+            add(cand_name, [ref_name], "position")
     result.layers.sort(key=lambda layer: layer.position)
     result.unmatched = sum(1 for t in ref_taps[0] if t.name not in matched and t.value.dtype.kind == "f")
     result.first_divergent = next((i for i, layer in enumerate(result.layers) if not layer.passed), None)
@@ -275,6 +278,35 @@ def _by_value(reference: list[Tapped], candidate: list[Tapped], matched: dict[st
             pairs.append((pending[row - 1][1].name, free[col - 1][1].name))
             row, col = row - 1, col - 1
     return pairs[::-1]
+
+
+def _by_position(reference: list[Tapped], candidate: list[Tapped], matched: dict[str, int],
+                 layers: list[Layer]) -> list[tuple[str, str]]:
+    """Where value pairing leaves a gap right before the first failing layer (the tensors a broken
+    weight corrupted find no partner by value), pair the gap's tensors in order with candidate
+    tensors between the same two anchors whose shape fits. Only that gap: a model with no failing
+    layer gets no positional pairs, so a tensor fused away never turns a good model red."""
+    failing = next((layer for layer in layers if not layer.passed), None)
+    if failing is None:
+        return []
+    position = {t.name: i for i, t in enumerate(reference)}
+    end_ref = failing.position
+    end_cand = matched[failing.source_tensors[-1]]
+    before = [layer for layer in layers if layer.position < end_ref]
+    start_ref = before[-1].position if before else -1
+    start_cand = matched[before[-1].source_tensors[-1]] if before else -1
+    used = set(matched.values())
+    free = [j for j in range(start_cand + 1, end_cand) if j not in used and candidate[j].value.dtype.kind == "f"]
+    pairs = []
+    for ref in reference[start_ref + 1:end_ref]:
+        if ref.name in matched or ref.value.dtype.kind != "f" or position[ref.name] <= start_ref:
+            continue
+        fit = next((j for j in free if _perm(ref.value, candidate[j].value) is not None), None)
+        if fit is None:
+            continue
+        pairs.append((ref.name, candidate[fit].name))
+        free = [j for j in free if j > fit]
+    return pairs
 
 
 def _tappable(path: str, registry: Registry) -> Any:

@@ -102,6 +102,44 @@ def test_debug_reads_torchscript_layers_by_the_module_names_onnx2torch_gives(mod
     assert len(by_name) >= 2 and all(layer["cosine"] > 0.9999 for layer in report["layers"]), report["layers"]
 
 
+def test_debug_reads_savedmodel_layers_and_names_the_conv_altered_inside_the_file(models, tmp_path):
+    """SavedModel: the signature's body is run with every op's output fetched. onnx2tf keeps no
+    ONNX names, so layers pair by value; a filter altered in saved_model.pb's bytes is found."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = tmp_path / "out"
+    converted = run_cli("convert", str(models["cnn_pt2"]), "--to", "onnx,savedmodel", "-o", str(out))
+    assert converted.returncode == 0, converted.stderr
+    reference, candidate = out / "model.onnx", out / "savedmodel"
+    clean = run_cli("debug", str(reference), str(candidate), "--json")
+    assert clean.returncode == 0, clean.stderr
+    report = json.loads(clean.stdout)
+    assert report["candidate_runtime"] == "tensorflow" and report["first_divergent"] is None
+    assert report["matched"] >= 4 and all(layer["cosine"] > 0.9999 for layer in report["layers"])
+
+    # One output channel of the second conv's filter (HWIO in the graph), negated and tripled.
+    graph = onnx.load(str(reference)).graph
+    second_conv = [n for n in graph.node if n.op_type == "Conv"][1]
+    weights = next(numpy_helper.to_array(i) for i in graph.initializer if i.name == second_conv.input[1])
+    hwio = np.ascontiguousarray(weights.transpose(2, 3, 1, 0))
+    altered_hwio = hwio.copy()
+    altered_hwio[..., 0] *= -3.0
+    altered = tmp_path / "altered"
+    shutil.copytree(candidate, altered)
+    data = (altered / "saved_model.pb").read_bytes()
+    assert data.count(hwio.tobytes()) == 1
+    (altered / "saved_model.pb").write_bytes(data.replace(hwio.tobytes(), altered_hwio.tobytes()))
+    shutil.copyfile(out / "savedmodel.modelport.json", tmp_path / "altered.modelport.json")  # (its recorded layout)
+    found = run_cli("debug", str(reference), str(altered), "--json")
+    assert found.returncode == 1, found.stderr
+    report = json.loads(found.stdout)
+    first = report["first_divergent"]
+    assert first["source_name"] == second_conv.name and first["cosine"] < 0.9, first
+    before = report["layers"][: report["layers"].index(first)]
+    assert before and all(layer["passed"] for layer in before)
+
+
 @pytest.mark.parametrize("args, message", [
     (["{onnx}", "{onnx}", "--to", "tflite"], "Give a CANDIDATE model, or --to TARGET"),
     (["{onnx}"], "Give a CANDIDATE model, or --to TARGET"),
