@@ -120,7 +120,8 @@ class Runner:
         """Run once and return every intermediate tensor, in execution order (`modelport debug`).
         Runtimes that cannot expose their intermediates say so."""
         raise BadInput(f"modelport cannot read the intermediate tensors of {self.runtime} models yet.",
-                       "`modelport debug` reads ONNX, TFLite and TorchScript models' layers; compare the others' outputs "
+                       "`modelport debug` reads ONNX, TFLite, TorchScript, SavedModel and TF.js models' layers; compare the "
+                       "others' outputs "
                        "with `modelport validate`.")
 
     # -- to implement ------------------------------------------------------------------------

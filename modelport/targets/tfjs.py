@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BackendMissing, BadInput, ModelportError
 from ..spec import TensorSpec
-from .base import Runner
+from .base import Runner, Tapped
 
 if TYPE_CHECKING:
     import numpy as np
@@ -183,6 +183,15 @@ class TfjsRunner(Runner):
     def _run(self, feeds):
         self._send({"cmd": "run"}, feeds)
         return self._read()["arrays"]
+
+    def tap(self, feeds: dict[str, np.ndarray]) -> list[Tapped]:
+        """Every op's output, in graph order: TF.js executes the graph model with each node
+        named as an output (on the backend that runs the model)."""
+        self.load()
+        self._send({"cmd": "tap"}, feeds)
+        header = self._read()
+        arrays = header.get("arrays", {})
+        return [Tapped(t["name"], t["op"], arrays[t["name"]], t["name"]) for t in header["outputs"]]
 
     def time_runs(self, feeds: dict[str, np.ndarray], runs: int, warmup: int) -> list[float]:
         self.load()

@@ -102,20 +102,25 @@ def test_debug_reads_torchscript_layers_by_the_module_names_onnx2torch_gives(mod
     assert len(by_name) >= 2 and all(layer["cosine"] > 0.9999 for layer in report["layers"]), report["layers"]
 
 
-def test_debug_reads_savedmodel_layers_and_names_the_conv_altered_inside_the_file(models, tmp_path):
-    """SavedModel: the signature's body is run with every op's output fetched. onnx2tf keeps no
-    ONNX names, so layers pair by value; a filter altered in saved_model.pb's bytes is found."""
+@pytest.mark.parametrize("target, weights_file, runtime", [("savedmodel", "saved_model.pb", "tensorflow"),
+                                                           ("tfjs", "group1-shard1of1.bin", "tfjs 4.22.0")])
+def test_debug_reads_tensorflow_layers_and_names_the_conv_altered_inside_the_file(models, tmp_path, target,
+                                                                                   weights_file, runtime):
+    """SavedModel: the signature's body is run with every op's output fetched; TF.js: the graph
+    model executed with every node as an output. onnx2tf keeps no ONNX names, so layers pair by
+    value; a filter altered in the file's bytes is found (by position, in the gap value pairing
+    leaves before the first failing layer)."""
     import onnx
     from onnx import numpy_helper
 
     out = tmp_path / "out"
-    converted = run_cli("convert", str(models["cnn_pt2"]), "--to", "onnx,savedmodel", "-o", str(out))
+    converted = run_cli("convert", str(models["cnn_pt2"]), "--to", f"onnx,{target}", "-o", str(out))
     assert converted.returncode == 0, converted.stderr
-    reference, candidate = out / "model.onnx", out / "savedmodel"
+    reference, candidate = out / "model.onnx", out / target
     clean = run_cli("debug", str(reference), str(candidate), "--json")
     assert clean.returncode == 0, clean.stderr
     report = json.loads(clean.stdout)
-    assert report["candidate_runtime"] == "tensorflow" and report["first_divergent"] is None
+    assert report["candidate_runtime"].startswith(runtime) and report["first_divergent"] is None
     assert report["matched"] >= 4 and all(layer["cosine"] > 0.9999 for layer in report["layers"])
 
     # One output channel of the second conv's filter (HWIO in the graph), negated and tripled.
@@ -127,10 +132,10 @@ def test_debug_reads_savedmodel_layers_and_names_the_conv_altered_inside_the_fil
     altered_hwio[..., 0] *= -3.0
     altered = tmp_path / "altered"
     shutil.copytree(candidate, altered)
-    data = (altered / "saved_model.pb").read_bytes()
+    data = (altered / weights_file).read_bytes()
     assert data.count(hwio.tobytes()) == 1
-    (altered / "saved_model.pb").write_bytes(data.replace(hwio.tobytes(), altered_hwio.tobytes()))
-    shutil.copyfile(out / "savedmodel.modelport.json", tmp_path / "altered.modelport.json")  # (its recorded layout)
+    (altered / weights_file).write_bytes(data.replace(hwio.tobytes(), altered_hwio.tobytes()))
+    shutil.copyfile(out / f"{target}.modelport.json", tmp_path / "altered.modelport.json")  # (its recorded layout)
     found = run_cli("debug", str(reference), str(altered), "--json")
     assert found.returncode == 1, found.stderr
     report = json.loads(found.stdout)

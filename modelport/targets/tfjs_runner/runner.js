@@ -81,7 +81,7 @@ async function main() {
   const inputs = byName(io.inputs);
   send({ ok: true, inputs: io.inputs, outputs: io.outputs, backend, version: tf.version.tfjs });
 
-  const execute = async (header, body) => {
+  const execute = async (header, body, nodes = io.outputs.map((o) => o.node)) => {
     const feed = {};
     let offset = 0;
     try {
@@ -93,7 +93,6 @@ async function main() {
         const values = new Type(copy);
         feed[(inputs[t.name] || { node: t.name }).node] = tf.tensor(values, t.shape, t.dtype);
       }
-      const nodes = io.outputs.map((o) => o.node);
       const result = await model.executeAsync(feed, nodes);
       return Array.isArray(result) ? result : [result];
     } finally {
@@ -102,9 +101,9 @@ async function main() {
   };
 
   // An op wasm cannot run: the whole model again on the CPU backend, from now on.
-  const run = async (header, body) => {
+  const run = async (header, body, nodes) => {
     try {
-      return await execute(header, body);
+      return await execute(header, body, nodes);
     } catch (err) {
       const gap = wasmGap(err);
       if (!gap) throw err;
@@ -113,7 +112,7 @@ async function main() {
       await tf.ready();
       backend = `cpu: ${gap}`;
       model = await tf.loadGraphModel(fileHandler(process.argv[2]));
-      return execute(header, body);
+      return execute(header, body, nodes);
     }
   };
 
@@ -143,6 +142,25 @@ async function main() {
         const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
         meta.push({ name: io.outputs[i].name, dtype: outputs[i].dtype, shape: outputs[i].shape, nbytes: buf.length });
         buffers.push(buf);
+        outputs[i].dispose();
+      }
+      send({ ok: true, outputs: meta, backend }, buffers);
+    } else if (header.cmd === 'tap') {
+      // Every op's (first) output, in the graph's order (`modelport debug`); values that are not
+      // numbers are left out.
+      const topology = (model.artifacts && model.artifacts.modelTopology) || {};
+      const nodes = (topology.node || []).filter((n) => !['Const', 'Placeholder', 'NoOp'].includes(n.op));
+      const outputs = await run(header, body, nodes.map((n) => n.name));
+      const meta = [];
+      const buffers = [];
+      for (let i = 0; i < outputs.length; i += 1) {
+        if (['float32', 'int32', 'bool'].includes(outputs[i].dtype)) {
+          const data = await outputs[i].data();
+          const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+          meta.push({ name: nodes[i].name, op: nodes[i].op, dtype: outputs[i].dtype, shape: outputs[i].shape,
+                      nbytes: buf.length });
+          buffers.push(buf);
+        }
         outputs[i].dispose();
       }
       send({ ok: true, outputs: meta, backend }, buffers);
