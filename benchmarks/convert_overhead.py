@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _timing import print_medians  # (beside this script)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "examples/tiny_classifier.pt2"
@@ -112,11 +113,8 @@ def main() -> int:
             print(f"run {i + 1}/{args.runs}: raw {times['raw'][-1]:.2f}s  modelport {times['modelport'][-1]:.2f}s",
                   flush=True)
 
-    medians = {name: statistics.median(ts) for name, ts in times.items()}
     print(f"\nconvert {model.name} -> tflite (--no-validate), {args.runs} runs each")
-    print(f"{'side':<10}  {'median s':>9}  {'min s':>7}  {'max s':>7}")
-    for name, ts in times.items():
-        print(f"{name:<10}  {medians[name]:>9.2f}  {min(ts):>7.2f}  {max(ts):>7.2f}")
+    medians = print_medians(times)
     print(f"ratio (modelport / raw): {medians['modelport'] / medians['raw']:.2f}  (target <= 1.10)")
     return 0
 

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _timing import print_medians  # (beside this script)
+
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 1.3
 
@@ -220,11 +222,8 @@ def main() -> int:
             print(f"run {i + 1}/{args.runs}: raw {times['raw'][-1]:.2f}s  modelport {times['modelport'][-1]:.2f}s",
                   flush=True)
 
-    medians = {name: statistics.median(ts) for name, ts in times.items()}
     print(f"\nconvert a ResNet-style TorchScript model --to all ({', '.join(TARGETS)}), {args.runs} runs each")
-    print(f"{'side':<10}  {'median s':>9}  {'min s':>7}  {'max s':>7}")
-    for name, ts in times.items():
-        print(f"{name:<10}  {medians[name]:>9.2f}  {min(ts):>7.2f}  {max(ts):>7.2f}")
+    medians = print_medians(times)
     print("modelport's per-target seconds (conversion, median): " + ", ".join(
         f"{name} {statistics.median(run[name] for run in per_target):.1f}" for name in per_target[0]))
     ratio = medians["modelport"] / medians["raw"]

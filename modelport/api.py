@@ -9,20 +9,20 @@ never loads a model, so no model can take it down.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 from pathlib import Path
 from typing import Any
 
 from .benchmark import BenchResult
 from .errors import BadInput, ModelportError
-from .executors import ModelJob, Outcome, ZooEvents
+from .executors import RunModels, ZooEvents
 from .gate import check as _check
 from .packaging import PackageResult
 from .debug import DebugOptions, DebugResult
 from .quant_doctor import DoctorOptions, DoctorResult
 from .options import (BenchOptions, ConvertOptions, ModelOptions, PackageOptions, Progress, ValidateOptions,
                       ValidationOptions)
-from .placement import default_output_dir, write_atomic
+from .placement import OUTPUT_ROOT, default_output_dir, write_atomic
 from .results import CheckResult, ConvertResult, NumericResult, Status, TargetResult, Verdict
 from .worker import default_worker
 
@@ -71,14 +71,13 @@ def check(config_path: Path | None = None, output_dir: Path | None = None, event
 
     limits = Limits(max_memory=max_memory, timeout=timeout, verbose=verbose)
     if executor == "ray":
-        def run_models(models: list[ModelJob], watch: ZooEvents, done: Callable[[ModelJob, Outcome], None]) -> None:
-            run_ray(models, watch, done, address=address, cpus_per_model=cpus_per_model, workers=jobs, limits=limits)
+        run_models: RunModels = functools.partial(run_ray, address=address, cpus_per_model=cpus_per_model,
+                                                  workers=jobs, limits=limits)
     elif executor == "local":
-        def run_models(models: list[ModelJob], watch: ZooEvents, done: Callable[[ModelJob, Outcome], None]) -> None:
-            run_local(models, watch, done, workers=jobs, limits=limits)
+        run_models = functools.partial(run_local, workers=jobs, limits=limits)
     else:
         raise BadInput(f"Unknown executor '{executor}'.", "Use --executor local or --executor ray.")
-    journal = ResultStore((output_dir or Path("modelport-out")) / ".modelport-run", copies=False)
+    journal = ResultStore((output_dir or OUTPUT_ROOT) / ".modelport-run", copies=False)
     if resume and not journal.exists():
         raise BadInput(f"Nothing to resume: no earlier `modelport check` wrote to {journal.root.parent}.",
                        "Resume with the same -o as the interrupted run, or run without --resume.")

@@ -133,6 +133,11 @@ def human_size(size: float | None) -> str:
     return "-"
 
 
+def sidecar_path(artifact_path: Path) -> Path:
+    """Where an artifact's sidecar (`write_sidecar`) lives: beside it, `<name>.modelport.json`."""
+    return artifact_path.with_name(artifact_path.name + ".modelport.json")
+
+
 def write_sidecar(artifact: Artifact, source_name: str) -> dict:
     """What `validate` needs later to compare this artifact with its source without guessing."""
     return {

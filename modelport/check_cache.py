@@ -27,7 +27,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .artifact import sha256_of
+from .artifact import sha256_of, sidecar_path
 from .options import ConvertOptions
 from .placement import place
 from .records import NotRecordable, from_record, to_record
@@ -159,7 +159,7 @@ def _files_of(result: ConvertResult, out_dir: Path) -> list[Path]:
     for item in result.targets:
         if item.path is None:
             continue
-        paths = [item.path, item.path.with_name(item.path.name + ".modelport.json")]
+        paths = [item.path, sidecar_path(item.path)]
         if item.artifact is not None:
             paths += list(item.artifact.companions)
         for path in paths:

@@ -289,7 +289,6 @@ def _by_position(reference: list[Tapped], candidate: list[Tapped], matched: dict
     failing = next((layer for layer in layers if not layer.passed), None)
     if failing is None:
         return []
-    position = {t.name: i for i, t in enumerate(reference)}
     end_ref = failing.position
     end_cand = matched[failing.source_tensors[-1]]
     before = [layer for layer in layers if layer.position < end_ref]
@@ -299,7 +298,7 @@ def _by_position(reference: list[Tapped], candidate: list[Tapped], matched: dict
     free = [j for j in range(start_cand + 1, end_cand) if j not in used and candidate[j].value.dtype.kind == "f"]
     pairs = []
     for ref in reference[start_ref + 1:end_ref]:
-        if ref.name in matched or ref.value.dtype.kind != "f" or position[ref.name] <= start_ref:
+        if ref.name in matched or ref.value.dtype.kind != "f":
             continue
         fit = next((j for j in free if _perm(ref.value, candidate[j].value) is not None), None)
         if fit is None:

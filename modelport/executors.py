@@ -88,10 +88,8 @@ def run_local(jobs: list[ModelJob], events: ZooEvents, done: Callable[[ModelJob,
               workers: int = 1, limits: Limits = Limits()) -> None:
     """Run `jobs` on `workers` model workers (threads here, each driving one child process);
     `done(job, outcome)` is called as each finishes, from the thread that ran it."""
-    if workers <= 1:  # the process's own worker: a serial check shares it with the other API calls
-        pool = [default_worker()]
-    else:
-        pool = [Worker() for _ in range(min(workers, len(jobs)))]
+    own_pool = workers > 1  # else the process's own worker: a serial check shares it with the other API calls
+    pool = [Worker() for _ in range(min(workers, len(jobs)))] if own_pool else [default_worker()]
     todo: queue.Queue[ModelJob] = queue.Queue()
     for job in jobs:
         todo.put(job)
@@ -133,7 +131,7 @@ def run_local(jobs: list[ModelJob], events: ZooEvents, done: Callable[[ModelJob,
             thread.join(90)
         raise
     finally:
-        if len(pool) > 1 or pool[0] is not default_worker():
+        if own_pool:
             for worker in pool:
                 worker.close()
     real = [f for f in failures if not isinstance(f, ModelportError)]

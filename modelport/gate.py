@@ -13,7 +13,7 @@ from .errors import ModelportError
 from .executors import ModelJob, Outcome, RunModels, Unwatched, ZooEvents
 from .options import ConvertOptions, PackageOptions
 from .pipeline import convert as convert_here
-from .placement import default_output_dir
+from .placement import OUTPUT_ROOT, default_output_dir
 from .registry import Registry
 from .results import CheckResult, ConvertResult, Status, TargetResult, Verdict
 from .spec import parse_input, parse_input_range
@@ -73,7 +73,7 @@ def convert_options(entry: ModelCheck, output_dir: Path | None, folder: str | No
     via = tuple(opts.pop("via", ()))
     if opts.get("quantize") == "none":
         opts.pop("quantize")
-    out = ((output_dir or Path("modelport-out")) / (folder or default_output_dir(entry.source).name)).absolute()
+    out = ((output_dir or OUTPUT_ROOT) / (folder or default_output_dir(entry.source).name)).absolute()
     return ConvertOptions(
         targets=tuple(entry.targets), output_dir=out, inputs=tuple(parse_input(i) for i in entry.inputs),
         input_ranges=ranges, sample_inputs=Path(sample_inputs).absolute() if sample_inputs else None, via=via,
@@ -163,12 +163,13 @@ def check(config_path: Path | None = None, output_dir: Path | None = None, event
     entries = config.models
     events.planned(len(entries))
     options = [convert_options(e, output_dir, folder) for e, folder in zip(entries, output_folders(entries))]
-    skip = frozenset(p.absolute() for p in (output_dir or Path("modelport-out"),
+    skip = frozenset(p.absolute() for p in (output_dir or OUTPUT_ROOT,
                                             *(s.root for s in (reuse.cache, reuse.journal) if s)))
     keys: dict[int, str] = {}
     results: dict[int, ConvertResult] = {}
     jobs: list[ModelJob] = []
     uncached: dict[int, str] = {}
+    stores = [s for s in ((reuse.journal if reuse.resume else None), reuse.cache) if s is not None]
     for index, (entry, opts) in enumerate(zip(entries, options)):
         job = ModelJob(index, entry.name, entry.source, opts)
         if reuse.cache is not None or reuse.journal is not None:
@@ -178,7 +179,6 @@ def check(config_path: Path | None = None, output_dir: Path | None = None, event
                 uncached[index] = f"not cached: {exc}"
         key = keys.get(index)
         assert opts.output_dir is not None
-        stores = [s for s in ((reuse.journal if reuse.resume else None), reuse.cache) if s is not None]
         hit = next((r for s in stores if key and (r := s.get(key, opts.output_dir)) is not None), None)
         if hit is not None:
             results[index] = hit

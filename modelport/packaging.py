@@ -19,13 +19,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .artifact import Artifact, sha256_of
+from .artifact import Artifact, sha256_of, sidecar_path
 from .bundles import MANIFEST, archive_kind
 from .errors import BackendMissing, BadInput, ConversionFailed, ValidationFailed
 from .formats.base import load_object
 from .loading import load_source
 from .options import PackageOptions, Progress
-from .placement import place
+from .placement import OUTPUT_ROOT, place
 from .registry import Registry, default
 from .results import ConvertResult, Status, TargetResult
 from .safety import check_output_dir
@@ -66,7 +66,7 @@ def package(model: str, options: PackageOptions, progress: Progress | None = Non
     if target not in packageable(registry):
         raise BadInput(f"package takes one --target of: {', '.join(packageable(registry))} (got "
                        f"{', '.join(options.targets)}).", "Pass one of those.")
-    bundle = options.bundle or Path("modelport-out") / f"{Path(model).name.split('.')[0]}-{target}"
+    bundle = options.bundle or OUTPUT_ROOT / f"{Path(model).name.split('.')[0]}-{target}"
     _check_bundle_path(bundle, Path(model))
     if options.labels is not None and not options.labels.is_file():
         raise BadInput(f"--labels '{options.labels}' is not a file.", "Pass a text file with one label per line.")
@@ -160,7 +160,7 @@ def _write_bundle(stage: Path, model: str, source: Any, result: ConvertResult, i
         shutil.copytree(item.path, stage / model_file)
     else:
         shutil.copyfile(item.path, stage / model_file)
-    sidecar = item.path.with_name(item.path.name + ".modelport.json")
+    sidecar = sidecar_path(item.path)
     if sidecar.is_file():  # the I/O mapping `validate` reads: a bundle compares with its source as is
         shutil.copyfile(sidecar, stage / sidecar.name)
     for companion in artifact.companions:

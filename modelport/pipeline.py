@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._lazy import captured_output
-from .artifact import Artifact, dump_json, sha256_of, size_of, write_sidecar
+from .artifact import Artifact, dump_json, sha256_of, sidecar_path, size_of, write_sidecar
 from .converters import graph
 from .converters.base import EdgeContext
 from .describe import describe_loaded
@@ -360,7 +360,7 @@ def _convert_one(name: str, model: SourceModel, src_node: str, out_dir: Path, op
                 place(companion, out_dir / relative)
             place(artifact.path, final)
             write_atomic(dump_json(write_sidecar(artifact, str(model.display))),
-                         final.with_name(final.name + ".modelport.json"))
+                         sidecar_path(final))
         # Validation and the hash read this run's own copy in scratch, never the placed one, which
         # a concurrent run may be replacing; `_placed` points the result at `final` afterwards.
         item.artifact = artifact

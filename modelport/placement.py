@@ -20,6 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+OUTPUT_ROOT = Path("modelport-out")  # where outputs go when no -o is given
+
+
 def default_output_dir(source: str) -> Path:
     """`modelport-out/<name>`: a file's name without its extension, a folder's name, an entry
     point's function name."""
@@ -28,7 +31,7 @@ def default_output_dir(source: str) -> Path:
         name = source.rpartition(":")[2]
     else:
         name = path.stem if path.is_file() or path.suffix in (".py",) else path.name
-    return Path("modelport-out") / (name or "model")
+    return OUTPUT_ROOT / (name or "model")
 
 
 @contextlib.contextmanager

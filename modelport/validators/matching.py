@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifact import TensorLink
+from ..artifact import TensorLink, sidecar_path
 from ..errors import BadInput
 from ..spec import Dim, TensorSpec
 
@@ -34,7 +34,7 @@ def parse_map(text: str) -> MapEntry:
 
 
 def read_sidecar(candidate: Path) -> dict[str, Any] | None:
-    sidecar = candidate.with_name(candidate.name + ".modelport.json")
+    sidecar = sidecar_path(candidate)
     if not sidecar.is_file():
         return None
     try:
