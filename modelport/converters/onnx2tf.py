@@ -22,6 +22,7 @@ from ..errors import ConversionFailed
 from ..spec import Dim, TensorSpec
 from ..formats.base import Edge, Requirement
 from .base import EdgeContext
+from .onnx_prepare import both_failed
 
 if TYPE_CHECKING:
     from ..targets.base import Runner
@@ -101,13 +102,22 @@ def _link(source: TensorSpec, produced: TensorSpec, kept: bool) -> tuple[TensorL
 
 
 def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str, ...] = (),
-                static: bool = False) -> Path:
-    """Run onnx2tf once per ONNX file, layout, op replacement and shape fixing; return its output folder."""
+                static: bool = False, wanted: str = "tflite") -> Path:
+    """Run onnx2tf once per ONNX file, layout, op replacement and shape fixing; return its output
+    folder if it holds the `wanted` model ("tflite" or "savedmodel"). onnx2tf writes the
+    SavedModel before it converts that to TFLite, so a TFLite-stage failure (an op with no TFLite
+    kernel) still leaves a SavedModel to deliver and validate."""
     key = f"onnx2tf:{onnx_artifact.path}:{ctx.keep_layout}:{onnx_artifact.layout}:{','.join(pseudo_ops)}:{static}"
-    if key + ":failed" in ctx.cache:
-        raise ctx.cache[key + ":failed"]
-    if key in ctx.cache:
-        return ctx.cache[key]
+    if key not in ctx.cache:
+        ctx.cache[key] = _run_onnx2tf_once(onnx_artifact, ctx, pseudo_ops, static)
+    out, failure = ctx.cache[key]
+    if failure is None or (wanted == "savedmodel" and (out / "saved_model.pb").is_file()):
+        return out
+    raise failure
+
+
+def _run_onnx2tf_once(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str, ...],
+                      static: bool) -> tuple[Path, ConversionFailed | None]:
     np = require("numpy")
     onnx2tf = require("onnx2tf", purpose="to convert ONNX to TFLite and SavedModel")
     impl: Any = require("onnx2tf.onnx2tf")  # a module; its attributes are set below
@@ -158,12 +168,9 @@ def run_onnx2tf(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tuple[str
         impl.download_test_image_data = original
     tflites = sorted(out.glob("*_float32.tflite")) if out.exists() else []
     if error is not None or not tflites:
-        failure = ConversionFailed(f"onnx2tf failed: {_reason(error, log.getvalue(), model_copy)}.",
-                                   "Run with --verbose for onnx2tf's log; another --opset may help.")
-        ctx.cache[key + ":failed"] = failure
-        raise failure
-    ctx.cache[key] = out
-    return out
+        return out, ConversionFailed(f"onnx2tf failed: {_reason(error, log.getvalue(), model_copy)}.",
+                                     "Run with --verbose for onnx2tf's log; another --opset may help.")
+    return out, None
 
 
 def _reason(error: BaseException | None, log: str, onnx_path: Path) -> str:
@@ -241,28 +248,64 @@ def static_shapes(onnx_artifact: Artifact) -> list[str]:
     return [f"{s.name}:{','.join(str(d) for d in concrete_shape(s))}" for s in onnx_artifact.inputs]
 
 
-def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext) -> tuple[Path, list[str]]:
+def prepared(onnx_artifact: Artifact, ctx: EdgeContext) -> tuple[Artifact, str]:
+    """The graph folded and its function ops expanded (onnx_prepare), made once per run."""
+    from .onnx_prepare import prepare
+
+    key = f"prepared:{onnx_artifact.path}"
+    if key not in ctx.cache:
+        assert ctx.scratch is not None
+        try:
+            ctx.cache[key] = prepare(onnx_artifact, ctx.scratch / f"prepared-{len(ctx.cache)}", ctx.verbose)
+        except ConversionFailed as exc:
+            ctx.cache[key] = exc
+    if isinstance(ctx.cache[key], ConversionFailed):
+        raise ctx.cache[key]
+    return ctx.cache[key]
+
+
+def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext,
+                           wanted: str = "tflite") -> tuple[Path, list[str], Artifact]:
     """onnx2tf with the retries that get real models through, each recorded as a workaround:
     dynamic input dims fixed to the sample shape when the dynamic graph fails (onnx2tf's own
-    advice), and builtin-op replacements where it emitted Flex ops. A model that still needs Flex
-    is a conversion failure: no device without the Flex delegate could run it."""
+    advice), then the graph folded and its function ops expanded (onnx_prepare) when onnx2tf fails
+    on the graph as given. Returns onnx2tf's output folder, the workarounds and the ONNX artifact
+    it converted."""
+    try:
+        return _with_static_retry(onnx_artifact, ctx, wanted) + (onnx_artifact,)
+    except ConversionFailed as first:
+        try:
+            ready, what = prepared(onnx_artifact, ctx)
+        except ConversionFailed:
+            raise first from None
+        try:
+            out, workarounds = _with_static_retry(ready, ctx, wanted)
+        except ConversionFailed as second:
+            raise both_failed(first, second) from None
+        return out, [f"{what}: onnx2tf failed on the graph as given", *workarounds], ready
+
+
+def _with_static_retry(onnx_artifact: Artifact, ctx: EdgeContext, wanted: str) -> tuple[Path, list[str]]:
     workarounds: list[str] = []
     static = False
     try:
-        out = run_onnx2tf(onnx_artifact, ctx)
+        out = run_onnx2tf(onnx_artifact, ctx, wanted=wanted)
     except ConversionFailed:
         if all(s.is_static for s in onnx_artifact.inputs):
             raise
         static = True
-        out = run_onnx2tf(onnx_artifact, ctx, static=True)
+        out = run_onnx2tf(onnx_artifact, ctx, static=True, wanted=wanted)
         workarounds.append(f"fixed dynamic input shapes ({'; '.join(static_shapes(onnx_artifact))}): "
                            "onnx2tf failed on the dynamic graph")
     return out, workarounds if not static else workarounds + ["static"]
 
 
 def tflite_without_flex(onnx_artifact: Artifact, ctx: EdgeContext, precision: str) -> tuple[Path, list[str]]:
+    """A TFLite file of onnx2tf's with builtin ops only: where it emitted Flex ops, onnx2tf runs
+    again with its builtin-op replacements. A model that still needs Flex is a conversion failure:
+    no device without the Flex delegate could run it."""
     pattern = TFLITE_FILE[precision]
-    out, workarounds = convert_with_fallbacks(onnx_artifact, ctx)
+    out, workarounds, onnx_artifact = convert_with_fallbacks(onnx_artifact, ctx)
     static = "static" in workarounds
     workarounds = [w for w in workarounds if w != "static"]
     if not list(out.glob(pattern)):
@@ -310,7 +353,7 @@ def to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> A
     """The SavedModel onnx2tf writes on its way to TFLite (one onnx2tf run serves both)."""
     from ..targets.savedmodel import SavedModelRunner
 
-    out, workarounds = convert_with_fallbacks(onnx_artifact, ctx)
+    out, workarounds, _ = convert_with_fallbacks(onnx_artifact, ctx, wanted="savedmodel")
     workarounds = [w for w in workarounds if w != "static"]
     target = workdir / "saved_model"
     shutil.rmtree(target, ignore_errors=True)  # a failed earlier attempt may have left it

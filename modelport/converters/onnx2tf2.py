@@ -20,20 +20,52 @@ from ..artifact import Artifact
 from ..errors import ConversionFailed
 from ..formats.base import Edge, Requirement
 from .base import EdgeContext
-from .onnx2tf import mapping
+from .onnx2tf import mapping, prepared
+from .onnx_prepare import both_failed
 
 TOOLCHAIN = "onnx2tf2"
 
 
 def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
-    from .. import toolchains
-    from ..sources.tflite import read_flatbuffer
     from ..targets.isolated import IsolatedRunner
     from ..targets.tflite import LiteRTRunner
 
     if ctx.quantize != "none":  # the planner does not send it quantized work (Edge.precisions)
         raise ConversionFailed(f"modelport runs onnx2tf 2.x for float32 only (asked: {ctx.quantize}).",
                                "The onnx2tf 1.29 path quantizes.")
+    workarounds: list[str] = []
+    try:
+        produced, out, version = _run(onnx_artifact, workdir, ctx)
+    except ConversionFailed as first:
+        # the retry path: the graph folded, its function ops (Attention, RMSNormalization...) expanded
+        try:
+            ready, what = prepared(onnx_artifact, ctx)
+        except ConversionFailed:
+            raise first from None
+        try:
+            produced, out, version = _run(ready, workdir, ctx)
+        except ConversionFailed as second:
+            raise both_failed(first, second) from None
+        workarounds.append(f"{what}: onnx2tf 2.x failed on the graph as given")
+        onnx_artifact = onnx_artifact.with_(path=ready.path)  # the correspondence reads its names
+    target = workdir / "model.tflite"
+    shutil.copyfile(produced, target)
+    with LiteRTRunner(target) as runner:  # specs only; it runs isolated during validation
+        produced_in, produced_out = runner.inputs, runner.outputs
+    io, layout = mapping(onnx_artifact, produced_in, produced_out, ctx,
+                         lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
+    tensors = tensor_correspondence(onnx_artifact.path, out)
+    return Artifact(path=target, format="tflite", inputs=tuple(produced_in), outputs=tuple(produced_out),
+                    io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"), layout=layout,
+                    extra={"converter": f"onnx2tf {version} (flatbuffer_direct, toolchain {TOOLCHAIN})",
+                           "workarounds": workarounds, "tensors": tensors})
+
+
+def _run(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> tuple[Path, Path, str]:
+    """onnx2tf 2.x once: the float32 .tflite it wrote, its output folder and its version."""
+    from .. import toolchains
+    from ..sources.tflite import read_flatbuffer
+
     copy = workdir / "input" / "model.onnx"  # onnx2tf rewrites the file it is given
     copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_artifact.path, copy)
@@ -53,18 +85,7 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
         raise ConversionFailed(f"onnx2tf 2.x could not lower {', '.join(sorted(custom))} to TFLite builtin ops "
                                "(it wrote CUSTOM ops, which LiteRT cannot run).",
                                "The onnx2tf 1.29 path is tried next.")
-    target = workdir / "model.tflite"
-    shutil.copyfile(produced, target)
-    with LiteRTRunner(target) as runner:  # specs only; it runs isolated during validation
-        produced_in, produced_out = runner.inputs, runner.outputs
-    io, layout = mapping(onnx_artifact, produced_in, produced_out, ctx,
-                         lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
-    workarounds: list[str] = []
-    tensors = tensor_correspondence(onnx_artifact.path, out)
-    return Artifact(path=target, format="tflite", inputs=tuple(produced_in), outputs=tuple(produced_out),
-                    io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"), layout=layout,
-                    extra={"converter": f"onnx2tf {result.data.get('onnx2tf', '2.x')} (flatbuffer_direct, "
-                                        f"toolchain {TOOLCHAIN})", "workarounds": workarounds, "tensors": tensors})
+    return produced, out, str(result.data.get("onnx2tf", "2.x"))
 
 
 def onnx2tf_name(name: str) -> str:

@@ -1,0 +1,198 @@
+"""Graph preparation for converters that fail on an ONNX graph as exported: the retry path.
+
+Two rewrites, both from ONNX's own tooling, neither changing what the graph computes:
+
+- **fold**: onnxscript's optimizer folds constants and static shapes (Shape -> Gather -> Concat
+  chains, CastLike, `Constant` nodes holding `value_float`/`value_ints`). onnx2tf runs `onnxsim`
+  for this, but the onnxsim that installs beside onnx2tf 1.29 rejects IR version 11 (opset 23+),
+  so opset-23 graphs reach onnx2tf unfolded, and its Keras layers fail on the shape arithmetic.
+- **expand**: ops that the ONNX standard defines as a function of simpler ops (Attention,
+  RMSNormalization, LayerNormalization, GroupNormalization, Gelu, ...) are replaced by the
+  schema's own function body, then folded. A converter that lacks the op, or mishandles it, then
+  sees only the ops it knows.
+
+Models with external data are left as they are: folding would pull every weight into memory and
+the result past 2 GB would need rewriting as external data too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .._lazy import captured_output, require
+from ..artifact import Artifact
+from ..errors import ConversionFailed
+
+_EXPANDED_DOMAIN = "modelport.expanded"
+_CONTROL_FLOW = {"Loop", "If", "Scan"}
+
+
+def _function_body(node: Any, schema: Any, opset: int, types: dict[str, Any]) -> Any | None:
+    """The op's ONNX function body in its newest version at or below the model's opset (the
+    caller re-stamps it to the model's opset where that keeps its meaning)."""
+    onnx = require("onnx")
+    if schema.has_function:
+        versions = [v for v in schema.function_opset_versions if v <= opset]
+        if not versions:
+            return None
+        body = schema.get_function_with_opset_version(max(versions))
+        return onnx.FunctionProto.FromString(body) if isinstance(body, bytes) else body
+    versions = [v for v in schema.context_dependent_function_opset_versions if v <= opset]
+    if not schema.has_context_dependent_function or not versions:
+        return None
+    # A context-dependent body (Attention, LayerNormalization...) is built for these input types.
+    input_types = [types[name].SerializeToString() if name in types else onnx.TypeProto().SerializeToString()
+                   for name in node.input]
+    try:
+        raw = schema.get_context_dependent_function_with_opset_version(max(versions), node.SerializeToString(),
+                                                                        input_types)
+    except Exception:  # the schema could not build a body for these inputs: keep the op
+        return None
+    return onnx.FunctionProto.FromString(raw) if raw else None
+
+
+# Ops whose meaning changed between opsets without a change of signature (Split's outputs,
+# GridSample's mode names, Resize's and Pad's modes): a body using them is never re-stamped.
+_CHANGED_MEANING = {"Split", "GridSample", "Resize", "Pad"}
+
+
+def _restamp_opset(body: Any, opset: int) -> bool:
+    """Make a function body written at an older opset (LayerNormalization's is 18's) say the
+    model's opset, which ONNX's inliner requires, where every op in it means the same at both:
+    its schema at the model's opset only widened types (the node's inputs and attributes all
+    still exist, none with a new meaning). False where one did not."""
+    onnx = require("onnx")
+    for entry in body.opset_import:
+        if entry.domain not in ("", "ai.onnx") or entry.version == opset:
+            continue
+        for node in body.node:
+            if node.domain not in ("", "ai.onnx"):
+                continue
+            try:
+                older = onnx.defs.get_schema(node.op_type, entry.version, node.domain)
+                newer = onnx.defs.get_schema(node.op_type, opset, node.domain)
+            except Exception:  # an op unknown at one of the two opsets
+                return False
+            if newer.since_version == older.since_version:
+                continue
+            variadic = bool(newer.inputs) and newer.inputs[-1].option == onnx.defs.OpSchema.FormalParameterOption.Variadic
+            if (node.op_type in _CHANGED_MEANING or (len(node.input) > len(newer.inputs) and not variadic)
+                    or any(a.name not in newer.attributes for a in node.attribute)):
+                return False
+        entry.version = opset
+    return True
+
+
+def _signature(model: Any) -> list:
+    return [(n.op_type, tuple(n.input), tuple(n.output)) for n in model.graph.node]
+
+
+def expand_functions(model: Any) -> tuple[Any, list[str]]:
+    """Replace every standard op defined as a function by its body (top-level graph only).
+    Returns the new model and the op types expanded."""
+    onnx = require("onnx")
+    require("onnx.inliner")
+    from onnx import helper
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        return model, []
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
+    for init in model.graph.initializer:
+        types.setdefault(init.name, helper.make_tensor_type_proto(init.data_type, list(init.dims)))
+    functions, expanded = [], []
+    for index, node in enumerate(model.graph.node):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
+        except Exception:  # not a standard op at this opset
+            continue
+        body = _function_body(node, schema, opset, types)
+        if body is None or not body.node or any(n.op_type in _CONTROL_FLOW for n in body.node):
+            continue  # (Range's body is a Loop: the op itself converts better)
+        if not _restamp_opset(body, opset):
+            continue
+        function = onnx.FunctionProto()
+        function.CopyFrom(body)
+        function.name, function.domain = f"{node.op_type}_{index}", _EXPANDED_DOMAIN
+        functions.append(function)
+        expanded.append(node.op_type)
+        node.domain, node.op_type = _EXPANDED_DOMAIN, function.name
+    if not functions:
+        return model, []
+    model.functions.extend(functions)
+    model.opset_import.append(helper.make_opsetid(_EXPANDED_DOMAIN, 1))
+    return onnx.inliner.inline_local_functions(model), expanded
+
+
+def split_variadic_sums(model: Any) -> int:
+    """`Sum` of broadcasting inputs as a chain of `Add`: onnx2tf lowers Sum to tf.add_n, which
+    needs equal shapes. The same arithmetic (Sum's order of addition is unspecified)."""
+    from onnx import helper
+
+    nodes, changed = [], 0
+    for node in model.graph.node:
+        if node.op_type != "Sum" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            nodes.append(node)
+            continue
+        changed += 1
+        total = node.input[0]
+        for index, addend in enumerate(node.input[1:], start=1):
+            last = index == len(node.input) - 1
+            out = node.output[0] if last else f"{node.output[0]}__sum{index}"
+            nodes.append(helper.make_node("Add", [total, addend], [out], name=f"{node.name or 'Sum'}__add{index}"))
+            total = out
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return changed
+
+
+def has_external_data(path: Path) -> bool:
+    onnx = require("onnx")
+    from onnx.external_data_helper import uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(uses_external_data(t) for t in model.graph.initializer)
+
+
+def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False) -> tuple[Artifact, str]:
+    """The artifact's graph folded and with function ops expanded, in `workdir`; plus a line for
+    the report's workarounds. Raises ConversionFailed when there is nothing to gain (or it fails),
+    so callers keep the error of the attempt on the graph as given."""
+    onnx = require("onnx")
+    if has_external_data(onnx_artifact.path):
+        raise ConversionFailed("The model keeps its weights as external data: modelport does not rewrite it.")
+    optimizer = require("onnxscript.optimizer", purpose="to fold and expand the ONNX graph")
+    model = onnx.load(str(onnx_artifact.path))
+    before = _signature(model)
+    try:
+        with captured_output(verbose):
+            model = optimizer.optimize(model)  # first: folding removes ops (Range of constants) before expansion
+            model, expanded = expand_functions(model)
+            if expanded:
+                model = optimizer.optimize(model)
+            split_variadic_sums(model)
+            onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # a rewrite that fails leaves the first attempt's error standing
+        raise ConversionFailed(f"modelport could not fold the graph: {type(exc).__name__}: {str(exc)[:160]}") from None
+    if _signature(model) == before:
+        raise ConversionFailed("Folding and expanding left the graph unchanged.")
+    workdir.mkdir(parents=True, exist_ok=True)
+    target = workdir / "model.prepared.onnx"
+    onnx.save(model, str(target))
+    what = "folded constants and static shapes (onnxscript's optimizer)"
+    if expanded:
+        what += f" and expanded {', '.join(sorted(set(expanded)))} into their ONNX function bodies"
+    return onnx_artifact.with_(path=target, companions=()), what
+
+
+def both_failed(first: ConversionFailed, second: ConversionFailed) -> ConversionFailed:
+    """The error of a converter that failed on the graph as given and on the prepared one."""
+    if second.message == first.message:
+        return first
+    return ConversionFailed(f"{first.message.rstrip('.')} (on the folded graph: {second.message.rstrip('.')}).",
+                            first.hint)
