@@ -22,7 +22,7 @@ from ..errors import ConversionFailed
 from ..spec import Dim, TensorSpec
 from ..formats.base import Edge, Requirement
 from .base import EdgeContext
-from .onnx_prepare import both_failed
+from .onnx_prepare import all_failed
 
 if TYPE_CHECKING:
     from ..targets.base import Runner
@@ -248,15 +248,16 @@ def static_shapes(onnx_artifact: Artifact) -> list[str]:
     return [f"{s.name}:{','.join(str(d) for d in concrete_shape(s))}" for s in onnx_artifact.inputs]
 
 
-def prepared(onnx_artifact: Artifact, ctx: EdgeContext) -> tuple[Artifact, str]:
-    """The graph folded and its function ops expanded (onnx_prepare), made once per run."""
+def prepared(onnx_artifact: Artifact, ctx: EdgeContext, expand: bool) -> tuple[Artifact, str]:
+    """The graph folded, with `expand` also its function ops expanded (onnx_prepare); made once
+    per run. Raises ConversionFailed where that form would not differ."""
     from .onnx_prepare import prepare
 
-    key = f"prepared:{onnx_artifact.path}"
+    key = f"prepared:{expand}:{onnx_artifact.path}"
     if key not in ctx.cache:
         assert ctx.scratch is not None
         try:
-            ctx.cache[key] = prepare(onnx_artifact, ctx.scratch / f"prepared-{len(ctx.cache)}", ctx.verbose)
+            ctx.cache[key] = prepare(onnx_artifact, ctx.scratch / f"prepared-{len(ctx.cache)}", ctx.verbose, expand)
         except ConversionFailed as exc:
             ctx.cache[key] = exc
     if isinstance(ctx.cache[key], ConversionFailed):
@@ -266,23 +267,31 @@ def prepared(onnx_artifact: Artifact, ctx: EdgeContext) -> tuple[Artifact, str]:
 
 def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext,
                            wanted: str = "tflite") -> tuple[Path, list[str], Artifact]:
-    """onnx2tf with the retries that get real models through, each recorded as a workaround:
-    dynamic input dims fixed to the sample shape when the dynamic graph fails (onnx2tf's own
-    advice), then the graph folded and its function ops expanded (onnx_prepare) when onnx2tf fails
-    on the graph as given. Returns onnx2tf's output folder, the workarounds and the ONNX artifact
-    it converted."""
-    try:
-        return _with_static_retry(onnx_artifact, ctx, wanted) + (onnx_artifact,)
-    except ConversionFailed as first:
+    """onnx2tf on the forms of the graph that get real models through, first that converts wins:
+    folded (the constant and shape folding onnx2tf wants from onnxsim, which rejects opset-23
+    graphs here; an unfolded shape chain can convert to wrong numbers), then folded with its
+    function ops expanded, then as given. Each form gets onnx2tf's own advice on failure: dynamic
+    input dims fixed to the sample shape. Returns onnx2tf's output folder, the workarounds and the
+    ONNX artifact it converted."""
+    forms: list[tuple[str, Artifact, str | None]] = []
+    for label, expand in (("folded graph", False), ("expanded graph", True)):
         try:
-            ready, what = prepared(onnx_artifact, ctx)
-        except ConversionFailed:
-            raise first from None
+            ready, rewrite = prepared(onnx_artifact, ctx, expand)
+            forms.append((label, ready, rewrite))
+        except ConversionFailed:  # nothing to fold or expand there: that form is the one before it
+            pass
+    forms.append(("graph as given", onnx_artifact, None))
+    failures: list[tuple[str, ConversionFailed]] = []
+    for label, form, what in forms:
         try:
-            out, workarounds = _with_static_retry(ready, ctx, wanted)
-        except ConversionFailed as second:
-            raise both_failed(first, second) from None
-        return out, [f"{what}: onnx2tf failed on the graph as given", *workarounds], ready
+            out, workarounds = _with_static_retry(form, ctx, wanted)
+        except ConversionFailed as exc:
+            failures.append((label, exc))
+            continue
+        tried = "".join(f"; onnx2tf failed on the {failed}" for failed, _ in failures)
+        return out, ([f"{what}{tried}"] if what else []) + workarounds, form
+    failures.insert(0, failures.pop())  # the graph as given leads the message
+    raise all_failed(failures)
 
 
 def _with_static_retry(onnx_artifact: Artifact, ctx: EdgeContext, wanted: str) -> tuple[Path, list[str]]:

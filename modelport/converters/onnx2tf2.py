@@ -21,7 +21,7 @@ from ..errors import ConversionFailed
 from ..formats.base import Edge, Requirement
 from .base import EdgeContext
 from .onnx2tf import mapping, prepared
-from .onnx_prepare import both_failed
+from .onnx_prepare import all_failed
 
 TOOLCHAIN = "onnx2tf2"
 
@@ -39,13 +39,13 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
     except ConversionFailed as first:
         # the retry path: the graph folded, its function ops (Attention, RMSNormalization...) expanded
         try:
-            ready, what = prepared(onnx_artifact, ctx)
+            ready, what = prepared(onnx_artifact, ctx, expand=True)
         except ConversionFailed:
             raise first from None
         try:
             produced, out, version = _run(ready, workdir, ctx)
         except ConversionFailed as second:
-            raise both_failed(first, second) from None
+            raise all_failed([("graph as given", first), ("expanded graph", second)]) from None
         workarounds.append(f"{what}: onnx2tf 2.x failed on the graph as given")
         onnx_artifact = onnx_artifact.with_(path=ready.path)  # the correspondence reads its names
     target = workdir / "model.tflite"

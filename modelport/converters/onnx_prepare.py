@@ -159,30 +159,36 @@ def has_external_data(path: Path) -> bool:
     return any(uses_external_data(t) for t in model.graph.initializer)
 
 
-def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False) -> tuple[Artifact, str]:
-    """The artifact's graph folded and with function ops expanded, in `workdir`; plus a line for
-    the report's workarounds. Raises ConversionFailed when there is nothing to gain (or it fails),
-    so callers keep the error of the attempt on the graph as given."""
+def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
+            expand: bool = True) -> tuple[Artifact, str]:
+    """The artifact's graph folded (and with `expand`, its function ops expanded), in `workdir`;
+    plus a line for the report's workarounds. Raises ConversionFailed when there is nothing to gain
+    (the graph unchanged, or nothing to expand) or a rewrite fails, so callers keep the error of
+    the attempt on the graph as given."""
     onnx = require("onnx")
     if has_external_data(onnx_artifact.path):
         raise ConversionFailed("The model keeps its weights as external data: modelport does not rewrite it.")
     optimizer = require("onnxscript.optimizer", purpose="to fold and expand the ONNX graph")
     model = onnx.load(str(onnx_artifact.path))
     before = _signature(model)
+    expanded: list[str] = []
     try:
         with captured_output(verbose):
             model = optimizer.optimize(model)  # first: folding removes ops (Range of constants) before expansion
-            model, expanded = expand_functions(model)
-            if expanded:
-                model = optimizer.optimize(model)
+            if expand:
+                model, expanded = expand_functions(model)
+                if expanded:
+                    model = optimizer.optimize(model)
             split_variadic_sums(model)
             onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # a rewrite that fails leaves the first attempt's error standing
         raise ConversionFailed(f"modelport could not fold the graph: {type(exc).__name__}: {str(exc)[:160]}") from None
+    if expand and not expanded:
+        raise ConversionFailed("The graph has no op that ONNX defines as a function.")
     if _signature(model) == before:
-        raise ConversionFailed("Folding and expanding left the graph unchanged.")
+        raise ConversionFailed("Folding left the graph unchanged.")
     workdir.mkdir(parents=True, exist_ok=True)
-    target = workdir / "model.prepared.onnx"
+    target = workdir / ("model.expanded.onnx" if expand else "model.folded.onnx")
     onnx.save(model, str(target))
     what = "folded constants and static shapes (onnxscript's optimizer)"
     if expanded:
@@ -190,9 +196,11 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False) -> tu
     return onnx_artifact.with_(path=target, companions=()), what
 
 
-def both_failed(first: ConversionFailed, second: ConversionFailed) -> ConversionFailed:
-    """The error of a converter that failed on the graph as given and on the prepared one."""
-    if second.message == first.message:
+def all_failed(failures: list[tuple[str, ConversionFailed]]) -> ConversionFailed:
+    """One error for a converter that failed on every form of the graph it was given: the first
+    form's message, then what the others failed with (when it differs)."""
+    (_, first), others = failures[0], failures[1:]
+    said = [f"on the {label}: {exc.message.rstrip('.')}" for label, exc in others if exc.message != first.message]
+    if not said:
         return first
-    return ConversionFailed(f"{first.message.rstrip('.')} (on the folded graph: {second.message.rstrip('.')}).",
-                            first.hint)
+    return ConversionFailed(f"{first.message.rstrip('.')} ({'; '.join(said)}).", first.hint)
