@@ -14,7 +14,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._lazy import captured_output, require, scoped_cwd, scoped_env
 from ..artifact import Artifact, IOMapping, TensorLink
@@ -382,56 +382,87 @@ def to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> A
                                           "signature": "serving_default"})
 
 
+class Unsure(NamedTuple):
+    """Which inputs and outputs have a shape that fits both layouts (e.g. 2x2x2, 1x8x8x8)."""
+
+    inputs: list[int]
+    outputs: list[int]
+
+
 def mapping(onnx_artifact: Artifact, produced_in: list[TensorSpec], produced_out: list[TensorSpec], ctx: EdgeContext,
              open_runner: Callable[[], Runner]) -> tuple[IOMapping, str]:
     channel_last_source = onnx_artifact.layout == "nhwc"
-    io, ambiguous = map_io(onnx_artifact, produced_in, produced_out, ctx.keep_layout or channel_last_source)
-    if ambiguous:
+    io, unsure = map_io(onnx_artifact, produced_in, produced_out, ctx.keep_layout or channel_last_source)
+    if unsure.inputs or unsure.outputs:
         with open_runner() as runner:
-            io = _probe_outputs(onnx_artifact, runner, io, ambiguous, ctx)
+            io = _probe(onnx_artifact, runner, io, unsure, ctx)
     layout = "nhwc" if channel_last_source or any(link.perm for link in io.inputs) else "nchw"
     return io, layout
 
 
 def map_io(onnx_artifact: Artifact, produced_in: list[TensorSpec], produced_out: list[TensorSpec],
-           keep_layout: bool) -> tuple[IOMapping, list[int]]:
-    inputs, outputs, ambiguous = [], [], []
-    for spec, produced in _pair(list(onnx_artifact.inputs), produced_in):
-        link, _ = _link(spec, produced, keep_layout)
+           keep_layout: bool) -> tuple[IOMapping, Unsure]:
+    inputs, outputs, unsure = [], [], Unsure([], [])
+    for index, (spec, produced) in enumerate(_pair(list(onnx_artifact.inputs), produced_in)):
+        link, ambiguous = _link(spec, produced, keep_layout)
         inputs.append(link)
+        if ambiguous:
+            unsure.inputs.append(index)
     for index, (spec, produced) in enumerate(_pair(list(onnx_artifact.outputs), produced_out)):
-        link, unsure = _link(spec, produced, False)
+        link, ambiguous = _link(spec, produced, False)
         outputs.append(link)
-        if unsure:
-            ambiguous.append(index)
-    return IOMapping(tuple(inputs), tuple(outputs)), ambiguous
+        if ambiguous:
+            unsure.outputs.append(index)
+    return IOMapping(tuple(inputs), tuple(outputs)), unsure
 
 
-def _probe_outputs(onnx_artifact: Artifact, runner: Runner, io: IOMapping, ambiguous: list[int],
-                   ctx: EdgeContext) -> IOMapping:
-    """Where an output's shape fits both layouts (e.g. 1x8x8x8), run both models once and keep
-    the permutation whose numbers agree: recorded here once, never guessed by the validator."""
-    import numpy as np
+_MAX_PROBED_INPUTS = 4  # 2**4 runs of the converted model at most
+
+
+def _probe(onnx_artifact: Artifact, runner: Runner, io: IOMapping, unsure: Unsure, ctx: EdgeContext) -> IOMapping:
+    """Where a shape fits both layouts, run the source and the converted model on one seeded
+    sample and keep the permutations whose numbers agree: recorded here once, never guessed by
+    the validator. Each layout of the unsure inputs is tried (onnx2tf keeps some rank-3 inputs
+    as they are, e.g. ones only concatenated); each unsure output takes its closer layout."""
+    import itertools
 
     from ..targets.onnx import OnnxRuntimeRunner
     from ..validators.data import make_feeds
+    from ..validators.validate import to_artifact_feeds
 
     feeds = make_feeds(list(onnx_artifact.inputs), seed=ctx.seed + 1)
     with OnnxRuntimeRunner(onnx_artifact.path) as ort:
         reference = ort.run(feeds)
-    from ..validators.validate import to_artifact_feeds
+    probed = unsure.inputs[:_MAX_PROBED_INPUTS]
+    best: tuple[float, IOMapping] | None = None
+    for choice in itertools.product(*[(io.inputs[i].perm, None) for i in probed]):
+        inputs = list(io.inputs)
+        for index, perm in zip(probed, choice):
+            inputs[index] = TensorLink(inputs[index].name, inputs[index].source_name, perm)
+        candidate = IOMapping(tuple(inputs), io.outputs)
+        try:
+            produced = runner.run(to_artifact_feeds(onnx_artifact.with_(io=candidate), feeds))
+        except Exception:  # noqa: BLE001 - this layout does not even run: not the one
+            continue
+        outputs, error = list(io.outputs), 0.0
+        for index, link in enumerate(io.outputs):
+            ref, value = reference[link.source_name], produced[link.name]
+            perms = [channel_last(ref.ndim), None] if index in unsure.outputs else [link.perm]
+            scored = [(_distance(ref.transpose(p) if p else ref, value), p) for p in perms]
+            distance, perm = min(scored, key=lambda pair: pair[0])
+            outputs[index] = TensorLink(link.name, link.source_name, perm)
+            error += distance
+        if best is None or error < best[0]:
+            best = (error, IOMapping(candidate.inputs, tuple(outputs)))
+    return best[1] if best is not None else io
 
-    mapped = to_artifact_feeds(onnx_artifact.with_(io=io), feeds)
-    produced = runner.run(mapped)
-    outputs = list(io.outputs)
-    for index in ambiguous:
-        link = outputs[index]
-        ref = reference[link.source_name]
-        value = produced[link.name]
-        best = min([channel_last(ref.ndim), None],
-                   key=lambda p: float(np.abs((ref.transpose(p) if p else ref) - value).max()))
-        outputs[index] = TensorLink(link.name, link.source_name, best)
-    return IOMapping(io.inputs, tuple(outputs))
+
+def _distance(expected: Any, got: Any) -> float:
+    import numpy as np
+
+    if np.shape(expected) != np.shape(got):
+        return float("inf")
+    return float(np.abs(np.asarray(expected, np.float64) - np.asarray(got, np.float64)).max(initial=0.0))
 
 
 _ONNX2TF = Requirement("tf", modules=("onnx2tf", "tensorflow", "onnx"))

@@ -20,13 +20,21 @@ def test_onnx2tf_mapping_records_channel_last_for_images_only():
                            [TensorSpec("features", (1, 8, 10, 6)), TensorSpec("probs", (1, 5))], keep_layout=False)
     assert io.inputs == (TensorLink("image", "image", (0, 2, 3, 1)),)
     assert io.outputs == (TensorLink("features", "features", (0, 2, 3, 1)), TensorLink("probs", "probs", None))
-    assert ambiguous == []
+    assert ambiguous.inputs == [] and ambiguous.outputs == []
 
 
 def test_square_output_is_flagged_ambiguous():
     onnx = _onnx([TensorSpec("x", (1, 4))], [TensorSpec("y", (1, 8, 8, 8))])
     _, ambiguous = map_io(onnx, [TensorSpec("x", (1, 4))], [TensorSpec("y", (1, 8, 8, 8))], keep_layout=False)
-    assert ambiguous == [0]
+    assert ambiguous.outputs == [0] and ambiguous.inputs == []
+
+
+def test_an_input_whose_shape_fits_both_layouts_is_flagged_for_probing():
+    onnx = _onnx([TensorSpec("a", (2, 2, 2)), TensorSpec("b", (2, 3, 4))], [TensorSpec("y", (2, 5, 2))])
+    io, ambiguous = map_io(onnx, [TensorSpec("a", (2, 2, 2)), TensorSpec("b", (2, 4, 3))],
+                           [TensorSpec("y", (2, 2, 5))], keep_layout=False)
+    assert ambiguous.inputs == [0] and ambiguous.outputs == []
+    assert io.inputs[1].perm == (0, 2, 1)
 
 
 def test_unmappable_shape_change_is_a_conversion_error():
