@@ -298,8 +298,14 @@ def _run_path(edges: list[Edge], src_node: str, options: ConvertOptions, ctx: Ed
         workdir.mkdir(parents=True, exist_ok=True)
         ctx.count(edge.name)
         try:
+            earlier_workarounds = list(artifact.extra.get("workarounds") or ())
             with captured_output(options.verbose):  # backends print at import time, before edges can
                 artifact = edge.load()(artifact, workdir, ctx)
+            # what an earlier edge worked around shaped this artifact too: the report says so
+            own = list(artifact.extra.get("workarounds") or ())
+            carried = [w for w in earlier_workarounds if w not in own]
+            if carried:
+                artifact = artifact.with_(extra={**artifact.extra, "workarounds": carried + own})
             if artifact.format == "onnx":
                 from .targets.onnx import check_model
 

@@ -157,6 +157,7 @@ def _run_onnx2tf_once(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tup
                                 output_signaturedefs=True, keep_ncw_or_nchw_or_ncdhw_input_names=keep_nchw or None,
                                 keep_nwc_or_nhwc_or_ndhwc_input_names=keep_nhwc or None,
                                 replace_to_pseudo_operators=[p.lower() for p in pseudo_ops] or None,
+                                disable_group_convolution=has_grouped_convolution(model_copy),
                                 overwrite_input_shape=static_shapes(onnx_artifact) if static else None,
                                 **quantization_arguments(onnx_artifact, ctx, work))
                 error = None
@@ -191,6 +192,25 @@ def _reason(error: BaseException | None, log: str, onnx_path: Path) -> str:
             pass
         return f"the ONNX op {op_type} (node '{node.group(1)}') could not be converted: {what}"
     return what
+
+
+def has_grouped_convolution(onnx_path: Path) -> bool:
+    """Whether a Conv has 1 < group < its input channels. onnx2tf then writes TF's grouped
+    convolution, which TF.js cannot run ("depth of input must match input depth for filter"):
+    modelport asks it for one convolution per group instead (its -dgc), which every TF runtime
+    runs. Depthwise convolutions (group = channels) are a kernel of their own either way."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    weights = {t.name: list(t.dims) for t in model.graph.initializer}
+    for node in model.graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if node.op_type != "Conv" or group <= 1:
+            continue
+        shape = weights.get(node.input[1]) if len(node.input) > 1 else None
+        if shape is None or len(shape) < 2 or shape[1] != 1:  # weight [out, in/group, ...]: 1 = depthwise
+            return True
+    return False
 
 
 # ONNX op type -> onnx2tf's name for its builtin-ops-only ("pseudo") replacement.
@@ -289,6 +309,9 @@ def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext,
             failures.append((label, exc))
             continue
         tried = "".join(f"; onnx2tf failed on the {failed}" for failed, _ in failures)
+        if has_grouped_convolution(form.path):
+            workarounds.insert(0, "grouped convolutions written as one convolution per group (onnx2tf's "
+                                  "disable_group_convolution): TF.js has no grouped convolution")
         return out, ([f"{what}{tried}"] if what else []) + workarounds, form
     failures.insert(0, failures.pop())  # the graph as given leads the message
     raise all_failed(failures)

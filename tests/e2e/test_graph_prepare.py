@@ -101,3 +101,25 @@ def test_rms_normalization_reaches_tflite_and_savedmodel_through_the_expanded_gr
     got = next(iter(litert_in_clean_process(tflite, {name: x.transpose(0, 2, 1) if swap else x}).values()))
     got = got.transpose(0, 2, 1) if got.shape != x.shape else got
     np.testing.assert_allclose(got, _run(_rms_model(), x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_grouped_convolution_runs_in_tfjs_as_one_convolution_per_group(tmp_path):
+    """TF.js has no grouped convolution ("depth of input (8) must match input depth for filter 2"):
+    onnx2tf is asked for one convolution per group. A depthwise one stays a kernel of its own."""
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array(rng.standard_normal((8, 2, 3, 3)).astype(np.float32), "W")
+    depthwise = numpy_helper.from_array(rng.standard_normal((8, 1, 3, 3)).astype(np.float32), "D")
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], group=4, pads=[1, 1, 1, 1], name="grouped"),
+             helper.make_node("Conv", ["c", "D"], ["y"], group=8, pads=[1, 1, 1, 1], name="depthwise")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])],
+                              initializer=[weights, depthwise])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+              str(tmp_path / "grouped.onnx"))
+    result = run_cli("convert", str(tmp_path / "grouped.onnx"), "--to", "tfjs", "-o", str(tmp_path / "out"),
+                     "--report", str(tmp_path / "report.json"))
+    assert result.returncode == 0, result.stderr
+    (target,) = json.loads((tmp_path / "report.json").read_text())["targets"]
+    assert target["status"] == "passed" and target["numeric"]["outputs"][0]["max_abs_diff"] < 1e-4, target
+    assert "one convolution per group" in json.dumps(target["conversion"]), target["conversion"]
