@@ -179,6 +179,42 @@ def merge(old: list[dict], new: list[dict]) -> list[dict]:
     return list(by_test.values())
 
 
+ONNX2TF2_COLUMN = "tflite@onnx2tf2"  # a TFLite pass counted only where onnx2tf 2.x wrote the file
+
+
+def column_outcome(row: dict, column: str) -> tuple[str, str]:
+    """A CSV row's outcome and reason in one column of the CI table (TARGETS plus ONNX2TF2_COLUMN)."""
+    if column != ONNX2TF2_COLUMN:
+        outcome, reason = row.get(column, ["", ""])[:2]
+        return outcome, reason
+    outcome, reason, converter = (row.get("tflite", []) + ["", "", ""])[:3]
+    if outcome == "passed" and not converter.startswith("onnx2tf 2."):
+        return "fallback", f"onnx2tf 2.x cannot; written by {converter or 'another converter'}"
+    return outcome, reason
+
+
+def write_expected(path: Path, rows: list[dict]) -> list[str]:
+    """Rewrite the expected failures of the CI table in PATH (tests/e2e/conformance_expected.toml)
+    from the CSV's rows, for the subset PATH lists; its header and subset stay. Returns the subset
+    tests the CSV has no row for."""
+    import tomllib
+
+    text = path.read_text()
+    subset = tomllib.loads(text)["subset"]
+    by_test = {row["test"]: row for row in rows}
+    head = text[:text.index("[expected_failures")] if "[expected_failures" in text else text.rstrip() + "\n\n"
+    sections = []
+    for column in (*TARGETS, ONNX2TF2_COLUMN):
+        lines = [f'[expected_failures."{column}"]' if "@" in column else f"[expected_failures.{column}]"]
+        for name in subset:
+            outcome, reason = column_outcome(by_test[name], column) if name in by_test else ("passed", "")
+            if outcome != "passed":
+                lines.append(f"{name} = {json.dumps(f'{outcome}: {reason}'[:260])}")
+        sections.append("\n".join(lines))
+    path.write_text(head + "\n\n".join(sections) + "\n")
+    return [name for name in subset if name not in by_test]
+
+
 def update_readme(summary: str, header: str) -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -201,6 +237,8 @@ def main() -> int:
                         help="re-run only these tests and targets and merge them into the existing --csv")
     parser.add_argument("--failing", default="",
                         help="with --update: only the tests the existing --csv records as not passing on this target")
+    parser.add_argument("--expected", type=Path,
+                        help="only rewrite this CI table's expected failures (conformance_expected.toml) from --csv")
     parser.add_argument("--shard", help=argparse.SUPPRESS)      # internal: K/N,rows.jsonl,tests.json
     args = parser.parse_args()
     targets = tuple(t for t in args.targets.split(",") if t)
@@ -210,6 +248,12 @@ def main() -> int:
         run_shard([Path(p) for p in json.loads(Path(tests_file).read_text())], targets, converters,
                   args.timeout, Path(rows_file))
         return 0
+
+    if args.expected:
+        missing = write_expected(args.expected, read_csv(args.csv))
+        if missing:
+            print(f"{len(missing)} subset tests have no row in {args.csv}: {', '.join(missing[:5])}", file=sys.stderr)
+        return 1 if missing else 0
 
     started = time.perf_counter()
     names = [t for t in args.tests.split(",") if t]

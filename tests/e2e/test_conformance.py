@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.conformance import TARGETS, Outcome, node_test_root, run_test
+from benchmarks.conformance import ONNX2TF2_COLUMN, TARGETS, Outcome, node_test_root, run_test
 
 EXPECTED = tomllib.loads((Path(__file__).with_name("conformance_expected.toml")).read_text())
 SUBSET: list[str] = EXPECTED["subset"]
 FAILURES: dict[str, dict[str, str]] = EXPECTED["expected_failures"]
-ONNX2TF2 = "tflite@onnx2tf2"
+ONNX2TF2 = ONNX2TF2_COLUMN
 COLUMNS = (*TARGETS, ONNX2TF2)
 
 
