@@ -23,6 +23,7 @@ from ..spec import Dim, TensorSpec
 from ..formats.base import Edge, Requirement
 from .base import EdgeContext
 from .onnx_prepare import all_failed
+from .onnxsim_server import SubprocessWithWarmOnnxsim
 
 if TYPE_CHECKING:
     from ..targets.base import Runner
@@ -145,8 +146,9 @@ def _run_onnx2tf_once(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tup
     if bin_dir not in path.split(os.pathsep):
         path = bin_dir + os.pathsep + path
     ctx.count("onnx2tf.convert")
-    original = impl.download_test_image_data
+    original, original_subprocess = impl.download_test_image_data, impl.subprocess
     impl.download_test_image_data = sample_images
+    impl.subprocess = SubprocessWithWarmOnnxsim()  # its three onnxsim runs, without three Python starts
     try:
         # (its own folder as cwd: for a model past 2 GB it writes `tmp.onnx` and
         # `tmp_external.weights` into the cwd and deletes them, which two runs in one folder share)
@@ -166,7 +168,7 @@ def _run_onnx2tf_once(onnx_artifact: Artifact, ctx: EdgeContext, pseudo_ops: tup
                     raise
                 error = exc
     finally:
-        impl.download_test_image_data = original
+        impl.download_test_image_data, impl.subprocess = original, original_subprocess
     tflites = sorted(out.glob("*_float32.tflite")) if out.exists() else []
     if error is not None or not tflites:
         return out, ConversionFailed(f"onnx2tf failed: {_reason(error, log.getvalue(), model_copy)}.",
