@@ -151,6 +151,48 @@ def split_variadic_sums(model: Any) -> int:
     return changed
 
 
+def reverse_select_last_index(model: Any) -> list[str]:
+    """ArgMax/ArgMin with `select_last_index=1` (the last of tied extremes) as the same op with
+    the default on the input reversed along its axis (a Gather of constant indices), the index
+    mapped back (size - 1 - index). Neither onnx2tf (1.29: a failing tf.reverse; 2.x: "select_last_index
+    must be 0") takes the attribute. Exact: ties resolve to the same element. Only where the
+    axis has a static size."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    onnx = require("onnx")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in (*inferred.graph.value_info, *inferred.graph.input) if v.type.tensor_type.HasField("shape")}
+    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    nodes, changed = [], []
+    for index, node in enumerate(model.graph.node):
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        shape = shapes.get(node.input[0]) if node.input else None
+        axis = int(attributes.get("axis", 0))
+        size = shape[axis] if shape and -len(shape) <= axis < len(shape) else None
+        if node.op_type not in ("ArgMax", "ArgMin") or node.domain not in ("", "ai.onnx") \
+                or not attributes.get("select_last_index") or not size:
+            nodes.append(node)
+            continue
+        tag = f"{node.name or node.op_type}__last{index}"
+        model.graph.initializer.extend([
+            numpy_helper.from_array(np.arange(size - 1, -1, -1, dtype=np.int64), f"{tag}_order"),
+            numpy_helper.from_array(np.array(size - 1, np.int64), f"{tag}_last")])
+        nodes += [
+            helper.make_node("Gather", [node.input[0], f"{tag}_order"], [f"{tag}_reversed"], name=f"{tag}_reverse",
+                             axis=axis),
+            helper.make_node(node.op_type, [f"{tag}_reversed"], [f"{tag}_index"], name=f"{tag}_first",
+                             axis=axis, keepdims=int(attributes.get("keepdims", 1))),
+            helper.make_node("Sub", [f"{tag}_last", f"{tag}_index"], [node.output[0]], name=node.name or tag),
+        ]
+        changed.append(node.op_type)
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return changed
+
+
 def has_external_data(path: Path) -> bool:
     onnx = require("onnx")
     from onnx.external_data_helper import uses_external_data
@@ -172,6 +214,7 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
     model = onnx.load(str(onnx_artifact.path))
     before = _signature(model)
     expanded: list[str] = []
+    lowered: list[str] = []
     try:
         with captured_output(verbose):
             model = optimizer.optimize(model)  # first: folding removes ops (Range of constants) before expansion
@@ -179,18 +222,21 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
                 model, expanded = expand_functions(model)
                 if expanded:
                     model = optimizer.optimize(model)
+            lowered = reverse_select_last_index(model)
             split_variadic_sums(model)
             onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # a rewrite that fails leaves the first attempt's error standing
         raise ConversionFailed(f"modelport could not fold the graph: {type(exc).__name__}: {str(exc)[:160]}") from None
-    if expand and not expanded:
-        raise ConversionFailed("The graph has no op that ONNX defines as a function.")
+    if expand and not expanded and not lowered:
+        raise ConversionFailed("The graph has no op that ONNX defines as a function, nor one to lower.")
     if _signature(model) == before:
         raise ConversionFailed("Folding left the graph unchanged.")
     workdir.mkdir(parents=True, exist_ok=True)
     target = workdir / ("model.expanded.onnx" if expand else "model.folded.onnx")
     onnx.save(model, str(target))
     what = "folded constants and static shapes (onnxscript's optimizer)"
+    if lowered:
+        what += f", {', '.join(sorted(set(lowered)))} select_last_index as a reversed input"
     if expanded:
         what += f" and expanded {', '.join(sorted(set(expanded)))} into their ONNX function bodies"
     return onnx_artifact.with_(path=target, companions=()), what

@@ -63,7 +63,7 @@ def test_a_function_whose_body_is_a_loop_is_left_as_the_op(tmp_path):
     assert expand_functions(model)[1] == []
     onnx.save(model, str(tmp_path / "range.onnx"))
     artifact = Artifact(path=tmp_path / "range.onnx", format="onnx")
-    with pytest.raises(ConversionFailed, match="no op that ONNX defines as a function"):
+    with pytest.raises(ConversionFailed, match="no op that ONNX defines as a function, nor one to lower"):
         prepare(artifact, tmp_path / "work")
     with pytest.raises(ConversionFailed, match="Folding left the graph unchanged"):
         prepare(artifact, tmp_path / "work", expand=False)
@@ -123,3 +123,23 @@ def test_a_grouped_convolution_runs_in_tfjs_as_one_convolution_per_group(tmp_pat
     (target,) = json.loads((tmp_path / "report.json").read_text())["targets"]
     assert target["status"] == "passed" and target["numeric"]["outputs"][0]["max_abs_diff"] < 1e-4, target
     assert "one convolution per group" in json.dumps(target["conversion"]), target["conversion"]
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_select_last_index_becomes_a_reversed_input_with_the_same_indices(op, keepdims):
+    """Ties are where select_last_index matters: integer-valued data has many."""
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], axis=1, keepdims=keepdims, select_last_index=1)],
+                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    x = np.random.default_rng(2).integers(0, 3, (3, 5, 4)).astype(np.float32)
+    expected = _run(model, x)
+    from modelport.converters.onnx_prepare import reverse_select_last_index
+
+    lowered = onnx.ModelProto.FromString(model.SerializeToString())
+    assert reverse_select_last_index(lowered) == [op]
+    assert all(a.name != "select_last_index" for n in lowered.graph.node for a in n.attribute)
+    np.testing.assert_array_equal(_run(lowered, x), expected)
+    assert not np.array_equal(expected, np.argmax(x, axis=1, keepdims=bool(keepdims)) if op == "ArgMax"
+                              else np.argmin(x, axis=1, keepdims=bool(keepdims)))  # the ties are real
