@@ -8,6 +8,7 @@ permutation of every input and output in the artifact's I/O mapping).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -27,6 +28,10 @@ from .onnxsim_server import SubprocessWithWarmOnnxsim
 
 if TYPE_CHECKING:
     from ..targets.base import Runner
+
+
+class LayoutUnmappable(ConversionFailed):
+    """onnx2tf changed a tensor's shape in a way no layout permutation explains."""
 
 
 def channel_last(rank: int) -> tuple[int, ...]:
@@ -96,7 +101,7 @@ def _link(source: TensorSpec, produced: TensorSpec, kept: bool) -> tuple[TensorL
             and not (isinstance(produced.shape[0], int) and produced.shape[0] != 1):
         return TensorLink(produced.name, source.name, None, scalar=True), False  # onnx2tf writes scalars as [1]
     if not fitting:
-        raise ConversionFailed(f"onnx2tf changed '{source.name}' from shape {source.shape} to {produced.shape}.",
+        raise LayoutUnmappable(f"onnx2tf changed '{source.name}' from shape {source.shape} to {produced.shape}.",
                                "This layout change cannot be mapped back; run with --verbose.")
     perm = fitting[0]
     return TensorLink(produced.name, source.name, perm), len(fitting) > 1
@@ -287,26 +292,40 @@ def prepared(onnx_artifact: Artifact, ctx: EdgeContext, expand: bool) -> tuple[A
     return ctx.cache[key]
 
 
-def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext,
-                           wanted: str = "tflite") -> tuple[Path, list[str], Artifact]:
+class Onnx2tfRun(NamedTuple):
+    out: Path               # onnx2tf's output folder
+    workarounds: list[str]
+    onnx: Artifact          # the form of the graph it converted
+    ctx: EdgeContext        # the context it ran with (keep_layout set where the layout fallback won)
+
+
+def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext, wanted: str = "tflite") -> Onnx2tfRun:
     """onnx2tf on the forms of the graph that get real models through, first that converts wins:
     folded (the constant and shape folding onnx2tf wants from onnxsim, which rejects opset-23
     graphs here; an unfolded shape chain can convert to wrong numbers), then folded with its
-    function ops expanded, then as given. Each form gets onnx2tf's own advice on failure: dynamic
-    input dims fixed to the sample shape. Returns onnx2tf's output folder, the workarounds and the
-    ONNX artifact it converted."""
-    forms: list[tuple[str, Artifact, str | None]] = []
+    function ops expanded, then as given, and last the first of these with rank 3-5 inputs kept
+    channel-first (its NCHW -> NHWC rewriting is where most of its op failures on such inputs
+    come from). Each gets onnx2tf's own advice on failure: dynamic input dims fixed to the sample
+    shape."""
+    forms: list[tuple[str, Artifact, str | None, EdgeContext]] = []
     for label, expand in (("folded graph", False), ("expanded graph", True)):
         try:
             ready, rewrite = prepared(onnx_artifact, ctx, expand)
-            forms.append((label, ready, rewrite))
+            forms.append((label, ready, rewrite, ctx))
         except ConversionFailed:  # nothing to fold or expand there: that form is the one before it
             pass
-    forms.append(("graph as given", onnx_artifact, None))
+    forms.append(("graph as given", onnx_artifact, None, ctx))
+    spatial = any(len(s.shape or ()) in (3, 4, 5) for s in onnx_artifact.inputs)
+    if spatial and not ctx.keep_layout and onnx_artifact.layout != "nhwc":
+        label, form, what, _ = forms[0]
+        kept = dataclasses.replace(ctx, keep_layout=True)  # (its cache and counters stay shared)
+        forms.append((f"{label} with inputs kept channel-first", form,
+                      f"{what + '; ' if what else ''}inputs kept channel-first (onnx2tf's "
+                      "keep_ncw_or_nchw_or_ncdhw_input_names)", kept))
     failures: list[tuple[str, ConversionFailed]] = []
-    for label, form, what in forms:
+    for label, form, what, used in forms:
         try:
-            out, workarounds = _with_static_retry(form, ctx, wanted)
+            out, workarounds = _with_static_retry(form, used, wanted)
         except ConversionFailed as exc:
             failures.append((label, exc))
             continue
@@ -314,8 +333,9 @@ def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext,
         if has_grouped_convolution(form.path):
             workarounds.insert(0, "grouped convolutions written as one convolution per group (onnx2tf's "
                                   "disable_group_convolution): TF.js has no grouped convolution")
-        return out, ([f"{what}{tried}"] if what else []) + workarounds, form
-    failures.insert(0, failures.pop())  # the graph as given leads the message
+        return Onnx2tfRun(out, ([f"{what}{tried}"] if what else []) + workarounds, form, used)
+    given = next(i for i, (label, *_) in enumerate(failures) if label == "graph as given")
+    failures.insert(0, failures.pop(given))  # the graph as given leads the message
     raise all_failed(failures)
 
 
@@ -334,12 +354,13 @@ def _with_static_retry(onnx_artifact: Artifact, ctx: EdgeContext, wanted: str) -
     return out, workarounds if not static else workarounds + ["static"]
 
 
-def tflite_without_flex(onnx_artifact: Artifact, ctx: EdgeContext, precision: str) -> tuple[Path, list[str]]:
+def tflite_without_flex(onnx_artifact: Artifact, ctx: EdgeContext,
+                        precision: str) -> tuple[Path, list[str], EdgeContext]:
     """A TFLite file of onnx2tf's with builtin ops only: where it emitted Flex ops, onnx2tf runs
     again with its builtin-op replacements. A model that still needs Flex is a conversion failure:
     no device without the Flex delegate could run it."""
     pattern = TFLITE_FILE[precision]
-    out, workarounds, onnx_artifact = convert_with_fallbacks(onnx_artifact, ctx)
+    out, workarounds, onnx_artifact, ctx = convert_with_fallbacks(onnx_artifact, ctx)
     static = "static" in workarounds
     workarounds = [w for w in workarounds if w != "static"]
     if not list(out.glob(pattern)):
@@ -358,14 +379,44 @@ def tflite_without_flex(onnx_artifact: Artifact, ctx: EdgeContext, precision: st
             f"The TFLite model needs TF Select (Flex) ops {', '.join(flex)}, which the LiteRT interpreter "
             "cannot run without the Flex delegate.",
             "Replace those operations in the model, or deploy with the Flex delegate.")
-    return tflite, workarounds
+    return tflite, workarounds, ctx
+
+
+def with_kept_layout(make: Callable[[Artifact, Path, EdgeContext], Artifact], onnx_artifact: Artifact,
+                     workdir: Path, ctx: EdgeContext) -> Artifact:
+    """MAKE's artifact; where onnx2tf's channel-last rewriting changed a tensor beyond mapping
+    back (seen for GridSample and dilated pooling), MAKE again with rank 3-5 inputs kept
+    channel-first, which leaves every tensor in the source's layout."""
+    try:
+        return make(onnx_artifact, workdir, ctx)
+    except LayoutUnmappable as exc:
+        if ctx.keep_layout or onnx_artifact.layout == "nhwc":
+            raise
+        unmappable = exc
+        try:
+            artifact = make(onnx_artifact, workdir, dataclasses.replace(ctx, keep_layout=True))
+        except ConversionFailed as kept_failed:
+            raise all_failed([("channel-last graph", unmappable),
+                              ("graph with inputs kept channel-first", kept_failed)]) from None
+    kept = (f"inputs kept channel-first (onnx2tf's keep_ncw_or_nchw_or_ncdhw_input_names): "
+            f"{unmappable.message.rstrip('.')}")
+    return artifact.with_(extra={**artifact.extra, "workarounds": [kept, *artifact.extra.get("workarounds", [])]})
 
 
 def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
+    return with_kept_layout(_to_tflite, onnx_artifact, workdir, ctx)
+
+
+def to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
+    """The SavedModel onnx2tf writes on its way to TFLite (one onnx2tf run serves both)."""
+    return with_kept_layout(_to_savedmodel, onnx_artifact, workdir, ctx)
+
+
+def _to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     from ..targets.isolated import IsolatedRunner
     from ..targets.tflite import LiteRTRunner
 
-    tflite, workarounds = tflite_without_flex(onnx_artifact, ctx, ctx.quantize)
+    tflite, workarounds, ctx = tflite_without_flex(onnx_artifact, ctx, ctx.quantize)
     target = workdir / "model.tflite"
     shutil.copyfile(tflite, target)
     # Reading specs only (no invoke) is safe in this process; running happens isolated.
@@ -383,11 +434,10 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
                     layout=layout, quantization=ctx.quantize, extra=extra)
 
 
-def to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
-    """The SavedModel onnx2tf writes on its way to TFLite (one onnx2tf run serves both)."""
+def _to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     from ..targets.savedmodel import SavedModelRunner
 
-    out, workarounds, _ = convert_with_fallbacks(onnx_artifact, ctx, wanted="savedmodel")
+    out, workarounds, _, ctx = convert_with_fallbacks(onnx_artifact, ctx, wanted="savedmodel")
     workarounds = [w for w in workarounds if w != "static"]
     target = workdir / "saved_model"
     shutil.rmtree(target, ignore_errors=True)  # a failed earlier attempt may have left it
