@@ -491,6 +491,35 @@ def map_io(onnx_artifact: Artifact, produced_in: list[TensorSpec], produced_out:
     return IOMapping(tuple(inputs), tuple(outputs)), unsure
 
 
+def disagreement(onnx_artifact: Artifact, io: IOMapping, runner: Runner, ctx: EdgeContext) -> str | None:
+    """Where a converted model's numbers are far from onnxruntime's on the ONNX it came from, one
+    line saying so; else None. On the user's first sample (else validation's first seeded one),
+    100 x looser than the fp32 validation tolerance: it only catches a converter that got an op
+    wrong, so the planner can try another path; validation still decides pass or fail."""
+    import numpy as np
+
+    from ..targets.onnx import OnnxRuntimeRunner
+    from ..validators.data import make_feeds
+    from ..validators.validate import to_artifact_feeds, to_source_outputs
+
+    feeds = (to_artifact_feeds(onnx_artifact, ctx.examples[0]) if ctx.examples
+             else make_feeds(list(onnx_artifact.inputs), seed=ctx.seed))
+    with OnnxRuntimeRunner(onnx_artifact.path) as ort:
+        reference = ort.run(feeds)
+    own = onnx_artifact.with_(io=io)  # this edge's mapping: ONNX names in, its names out
+    produced = to_source_outputs(own, runner.run(to_artifact_feeds(own, feeds)))
+    for name, expected in reference.items():
+        if name not in produced or np.shape(produced[name]) != np.shape(expected):
+            shape = np.shape(produced[name]) if name in produced else "none"
+            return f"output '{name}' has shape {shape} where onnxruntime gives {np.shape(expected)}"
+        got = produced[name]
+        expected64, got64 = np.asarray(expected, np.float64), np.asarray(got, np.float64)
+        if not np.allclose(got64, expected64, atol=1e-2, rtol=1e-2, equal_nan=True):
+            worst = float(np.nanmax(np.abs(got64 - expected64))) if expected64.size else 0.0
+            return f"output '{name}' differs from onnxruntime's by up to {worst:.3g} on the first sample"
+    return None
+
+
 _MAX_PROBED_INPUTS = 4  # 2**4 runs of the converted model at most
 
 

@@ -20,7 +20,7 @@ from ..artifact import Artifact
 from ..errors import ConversionFailed
 from ..formats.base import Edge, Requirement
 from .base import EdgeContext
-from .onnx2tf import mapping, prepared
+from .onnx2tf import disagreement, mapping, prepared
 from .onnx_prepare import all_failed
 
 TOOLCHAIN = "onnx2tf2"
@@ -54,6 +54,10 @@ def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artif
         produced_in, produced_out = runner.inputs, runner.outputs
     io, layout = mapping(onnx_artifact, produced_in, produced_out, ctx,
                          lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
+    with IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target) as runner:
+        wrong = disagreement(onnx_artifact, io, runner, ctx)
+    if wrong:  # (seen: its ELU and linear Resize) the onnx2tf 1.29 path gets its turn
+        raise ConversionFailed(f"onnx2tf 2.x wrote a TFLite model whose {wrong}.", "The onnx2tf 1.29 path is tried next.")
     tensors = tensor_correspondence(onnx_artifact.path, out)
     return Artifact(path=target, format="tflite", inputs=tuple(produced_in), outputs=tuple(produced_out),
                     io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"), layout=layout,

@@ -143,3 +143,21 @@ def test_select_last_index_becomes_a_reversed_input_with_the_same_indices(op, ke
     np.testing.assert_array_equal(_run(lowered, x), expected)
     assert not np.array_equal(expected, np.argmax(x, axis=1, keepdims=bool(keepdims)) if op == "ArgMax"
                               else np.argmin(x, axis=1, keepdims=bool(keepdims)))  # the ties are real
+
+
+@pytest.mark.slow
+def test_a_tflite_whose_numbers_are_far_off_sends_the_planner_to_the_next_converter(tmp_path):
+    """onnx2tf 2.x (2.6.9) writes ELU wrong (max abs 0.9 on the node test): modelport runs each
+    2.x file once against onnxruntime on the first sample, and the onnx2tf 1.29 path takes over."""
+    graph = helper.make_graph([helper.make_node("Elu", ["x"], ["y"], alpha=2.0)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4, 5])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8),
+              str(tmp_path / "elu.onnx"))
+    result = run_cli("convert", str(tmp_path / "elu.onnx"), "--to", "tflite", "-o", str(tmp_path / "out"),
+                     "--report", str(tmp_path / "report.json"))
+    assert result.returncode == 0, result.stderr
+    (target,) = json.loads((tmp_path / "report.json").read_text())["targets"]
+    assert target["status"] == "passed" and target["numeric"]["outputs"][0]["max_abs_diff"] < 1e-4, target
+    said = json.dumps(target)
+    assert "onnx2tf 2.x wrote a TFLite model whose output 'y' differs from onnxruntime" in said, said
