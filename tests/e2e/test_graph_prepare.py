@@ -36,6 +36,18 @@ def _rms_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)], ir_version=10)
 
 
+def _single_target(tmp_path, graph: onnx.GraphProto, opset: int, target: str) -> dict:
+    """Save GRAPH, `modelport convert` it to TARGET, and return that target's report entry."""
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8),
+              str(tmp_path / "model.onnx"))
+    result = run_cli("convert", str(tmp_path / "model.onnx"), "--to", target, "-o", str(tmp_path / "out"),
+                     "--report", str(tmp_path / "report.json"))
+    assert result.returncode == 0, result.stderr
+    (entry,) = json.loads((tmp_path / "report.json").read_text())["targets"]
+    assert entry["status"] == "passed" and entry["numeric"]["outputs"][0]["max_abs_diff"] < 1e-4, entry
+    return entry
+
+
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
 
@@ -115,13 +127,7 @@ def test_a_grouped_convolution_runs_in_tfjs_as_one_convolution_per_group(tmp_pat
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])],
                               initializer=[weights, depthwise])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
-              str(tmp_path / "grouped.onnx"))
-    result = run_cli("convert", str(tmp_path / "grouped.onnx"), "--to", "tfjs", "-o", str(tmp_path / "out"),
-                     "--report", str(tmp_path / "report.json"))
-    assert result.returncode == 0, result.stderr
-    (target,) = json.loads((tmp_path / "report.json").read_text())["targets"]
-    assert target["status"] == "passed" and target["numeric"]["outputs"][0]["max_abs_diff"] < 1e-4, target
+    target = _single_target(tmp_path, graph, 17, "tfjs")
     assert "one convolution per group" in json.dumps(target["conversion"]), target["conversion"]
 
 
@@ -152,12 +158,5 @@ def test_a_tflite_whose_numbers_are_far_off_sends_the_planner_to_the_next_conver
     graph = helper.make_graph([helper.make_node("Elu", ["x"], ["y"], alpha=2.0)], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4, 5])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4, 5])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8),
-              str(tmp_path / "elu.onnx"))
-    result = run_cli("convert", str(tmp_path / "elu.onnx"), "--to", "tflite", "-o", str(tmp_path / "out"),
-                     "--report", str(tmp_path / "report.json"))
-    assert result.returncode == 0, result.stderr
-    (target,) = json.loads((tmp_path / "report.json").read_text())["targets"]
-    assert target["status"] == "passed" and target["numeric"]["outputs"][0]["max_abs_diff"] < 1e-4, target
-    said = json.dumps(target)
+    said = json.dumps(_single_target(tmp_path, graph, 13, "tflite"))
     assert "onnx2tf 2.x wrote a TFLite model whose output 'y' differs from onnxruntime" in said, said
