@@ -193,6 +193,49 @@ def reverse_select_last_index(model: Any) -> list[str]:
     return changed
 
 
+_COMPARISONS = {"Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Equal"}
+
+
+def explicit_comparison_broadcast(model: Any) -> list[str]:
+    """A comparison of two inputs of different static shapes, with the smaller one Expanded to the
+    result's shape first: onnx2tf 1.29 fails on broadcasting comparisons of rank-3+ tensors
+    (its channel-last rewriting of one side). Expand is exactly the broadcast ONNX defines."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    onnx = require("onnx")
+    helper = onnx.helper
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
+              if v.type.tensor_type.HasField("shape")}
+    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    nodes, changed = [], []
+    for index, node in enumerate(model.graph.node):
+        out = shapes.get(node.output[0]) if node.output else None
+        ins = [shapes.get(name) for name in node.input]
+        if node.op_type not in _COMPARISONS or node.domain not in ("", "ai.onnx") or len(node.input) != 2 \
+                or out is None or None in out or any(s is None for s in ins) or ins[0] == ins[1] or len(out) < 3:
+            nodes.append(node)
+            continue
+        target = f"{node.name or node.op_type}__shape{index}"
+        model.graph.initializer.append(numpy_helper.from_array(np.array(out, np.int64), target))
+        inputs = list(node.input)
+        for side, shape in enumerate(ins):
+            if shape != out:
+                expanded = f"{inputs[side]}__expanded{index}_{side}"
+                nodes.append(helper.make_node("Expand", [inputs[side], target], [expanded], name=expanded))
+                inputs[side] = expanded
+        del node.input[:]
+        node.input.extend(inputs)
+        nodes.append(node)
+        changed.append(node.op_type)
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return changed
+
+
 def has_external_data(path: Path) -> bool:
     onnx = require("onnx")
     from onnx.external_data_helper import uses_external_data
@@ -215,6 +258,7 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
     before = _signature(model)
     expanded: list[str] = []
     lowered: list[str] = []
+    broadcast: list[str] = []
     try:
         with captured_output(verbose):
             model = optimizer.optimize(model)  # first: folding removes ops (Range of constants) before expansion
@@ -222,12 +266,13 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
                 model, expanded = expand_functions(model)
                 if expanded:
                     model = optimizer.optimize(model)
+                broadcast = explicit_comparison_broadcast(model)
             lowered = reverse_select_last_index(model)
             split_variadic_sums(model)
             onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # a rewrite that fails leaves the first attempt's error standing
         raise ConversionFailed(f"modelport could not fold the graph: {type(exc).__name__}: {str(exc)[:160]}") from None
-    if expand and not expanded and not lowered:
+    if expand and not expanded and not lowered and not broadcast:
         raise ConversionFailed("The graph has no op that ONNX defines as a function, nor one to lower.")
     if _signature(model) == before:
         raise ConversionFailed("Folding left the graph unchanged.")
@@ -237,6 +282,8 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
     what = "folded constants and static shapes (onnxscript's optimizer)"
     if lowered:
         what += f", {', '.join(sorted(set(lowered)))} select_last_index as a reversed input"
+    if broadcast:
+        what += f", the broadcast of {', '.join(sorted(set(broadcast)))} made explicit (Expand)"
     if expanded:
         what += f" and expanded {', '.join(sorted(set(expanded)))} into their ONNX function bodies"
     return onnx_artifact.with_(path=target, companions=()), what

@@ -160,3 +160,20 @@ def test_a_tflite_whose_numbers_are_far_off_sends_the_planner_to_the_next_conver
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4, 5])])
     said = json.dumps(_single_target(tmp_path, graph, 13, "tflite"))
     assert "onnx2tf 2.x wrote a TFLite model whose output 'y' differs from onnxruntime" in said, said
+
+
+def test_a_broadcasting_comparison_gets_explicit_expands_with_the_same_result():
+    graph = helper.make_graph([helper.make_node("LessOrEqual", ["x", "b"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4, 5]),
+                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [4, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.BOOL, [3, 4, 5])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)], ir_version=8)
+    rng = np.random.default_rng(4)
+    feeds = {"x": rng.standard_normal((3, 4, 5)).astype(np.float32), "b": rng.standard_normal((4, 1)).astype(np.float32)}
+    from modelport.converters.onnx_prepare import explicit_comparison_broadcast
+
+    rewritten = onnx.ModelProto.FromString(model.SerializeToString())
+    assert explicit_comparison_broadcast(rewritten) == ["LessOrEqual"]
+    assert [n.op_type for n in rewritten.graph.node] == ["Expand", "LessOrEqual"]
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_array_equal(run(rewritten), run(model))
