@@ -303,7 +303,7 @@ def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext, wanted: st
     """onnx2tf on the forms of the graph that get real models through, first that converts wins:
     folded (the constant and shape folding onnx2tf wants from onnxsim, which rejects opset-23
     graphs here; an unfolded shape chain can convert to wrong numbers), then folded with its
-    function ops expanded, then as given, and last the first of these with rank 3-5 inputs kept
+    function ops expanded, then as given (where nothing folds: as given, then expanded), and last the first of these with rank 3-5 inputs kept
     channel-first (its NCHW -> NHWC rewriting is where most of its op failures on such inputs
     come from). Each gets onnx2tf's own advice on failure: dynamic input dims fixed to the sample
     shape."""
@@ -314,7 +314,10 @@ def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext, wanted: st
             forms.append((label, ready, rewrite, ctx))
         except ConversionFailed:  # nothing to fold or expand there: that form is the one before it
             pass
-    forms.append(("graph as given", onnx_artifact, None, ctx))
+    as_given = ("graph as given", onnx_artifact, None, ctx)
+    # Expansion is only ever a retry: where nothing folds, the graph as given goes first.
+    folded = bool(forms) and forms[0][0] == "folded graph"
+    forms = forms + [as_given] if folded else [as_given, *forms]
     spatial = any(len(s.shape or ()) in (3, 4, 5) for s in onnx_artifact.inputs)
     if spatial and not ctx.keep_layout and onnx_artifact.layout != "nhwc":
         label, form, what, _ = forms[0]
@@ -334,8 +337,8 @@ def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext, wanted: st
             workarounds.insert(0, "grouped convolutions written as one convolution per group (onnx2tf's "
                                   "disable_group_convolution): TF.js has no grouped convolution")
         return Onnx2tfRun(out, ([f"{what}{tried}"] if what else []) + workarounds, form, used)
-    given = next(i for i, (label, *_) in enumerate(failures) if label == "graph as given")
-    failures.insert(0, failures.pop(given))  # the graph as given leads the message
+    first = next(i for i, (label, *_) in enumerate(failures) if label == "graph as given")
+    failures.insert(0, failures.pop(first))  # the graph as given leads the message
     raise all_failed(failures)
 
 

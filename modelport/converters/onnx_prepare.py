@@ -26,6 +26,10 @@ from ..errors import ConversionFailed
 
 _EXPANDED_DOMAIN = "modelport.expanded"
 _CONTROL_FLOW = {"Loop", "If", "Scan"}
+# Elementwise activations and softmax have function bodies too, but every converter has them as
+# kernels: expanding them only makes the graph slower and less exact.
+_KEPT_AS_OPS = {"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "ThresholdedRelu", "HardSigmoid",
+                "HardSwish", "Sigmoid", "Tanh", "Softplus", "Softsign", "Mish", "Softmax", "LogSoftmax"}
 
 
 def _function_body(node: Any, schema: Any, opset: int, types: dict[str, Any]) -> Any | None:
@@ -104,7 +108,7 @@ def expand_functions(model: Any) -> tuple[Any, list[str]]:
         types.setdefault(init.name, helper.make_tensor_type_proto(init.data_type, list(init.dims)))
     functions, expanded = [], []
     for index, node in enumerate(model.graph.node):
-        if node.domain not in ("", "ai.onnx"):
+        if node.domain not in ("", "ai.onnx") or node.op_type in _KEPT_AS_OPS:
             continue
         try:
             schema = onnx.defs.get_schema(node.op_type, opset, node.domain)

@@ -36,13 +36,10 @@ TARGETS_OF = {"bert": TARGETS[:-1], "llama": TARGETS, "vit": TARGETS[:-1], "wav2
 VOCAB = 96
 INIT = 0.2  # initializer_range: see the module docstring
 
-# (model, target) -> a verbatim part of the error modelport reported for it, with why.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    # wav2vec 2.0's positional embedding is a grouped Conv1d (num_conv_pos_embedding_groups; 16 in
-    # the released models). onnx2tf writes it as one grouped Conv2D, which TensorFlow and LiteRT
-    # run, but TF.js's conv2d has no groups: neither its wasm nor its CPU backend runs the model.
-    ("wav2vec2", "tfjs"): "Error in conv2d: depth of input (32) must match input depth for filter 16",
-}
+# (model, target) -> a verbatim part of the error modelport reported for it, with why. Empty: the
+# last entry, wav2vec 2.0 on TF.js (its positional embedding is a grouped Conv1d, and TF.js's conv2d
+# has no groups), passes since onnx2tf writes one convolution per group for it.
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def _models():
