@@ -68,6 +68,16 @@ def entry_file() -> Path:
     return ROOT / "fixtures" / "models" / "tiny_cnn.py"
 
 
+def interruptible() -> None:
+    """A Popen preexec_fn: the child starts with Ctrl-C as a terminal delivers it. A process
+    inherits an ignored or blocked SIGINT from its parent (and Python then keeps ignoring it);
+    the test runner's worker is not the user's shell, and a test of Ctrl-C must not depend on it."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str, cwd: Path | None = None, python_prelude: str = "",
             timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `modelport ARGS` as a user would, in a fresh process; returns the completed process."""

@@ -5,14 +5,14 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, interruptible
 
 
 def test_ctrl_c_leaves_only_complete_artifacts(models, tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "modelport", "convert", str(models["cnn_pt2"]), "--to", "onnx,tflite", "-o", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.monotonic() + 120
     while not (out / "model.onnx").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import error_line, run_cli
+from tests.conftest import error_line, interruptible, run_cli
 
 
 def _mlp(path: Path, seed: int, width: int = 8) -> Path:
@@ -159,7 +159,7 @@ def test_resume_continues_an_interrupted_run(tmp_path, jobs):
     code = "import sys\nfrom modelport.cli import main\nsys.argv = ['modelport', *sys.argv[1:]]\nmain()"
     run = subprocess.Popen([sys.executable, "-c", code, "check", str(config), "--jobs", jobs, "--no-cache",
                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           stdin=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL, preexec_fn=interruptible)
     journal = out / ".modelport-run"
     deadline = time.monotonic() + 240
     while len(list(journal.rglob("result.json"))) < 2 and time.monotonic() < deadline:
