@@ -155,6 +155,17 @@ def split_variadic_sums(model: Any) -> int:
     return changed
 
 
+def static_shapes(model: Any) -> dict[str, list[int | None]]:
+    """Every tensor's shape as shape inference and the initializers give it (None: a dynamic dim)."""
+    onnx = require("onnx")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
+              if v.type.tensor_type.HasField("shape")}
+    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    return shapes
+
+
 def reverse_select_last_index(model: Any) -> list[str]:
     """ArgMax/ArgMin with `select_last_index=1` (the last of tied extremes) as the same op with
     the default on the input reversed along its axis (a Gather of constant indices), the index
@@ -164,11 +175,7 @@ def reverse_select_last_index(model: Any) -> list[str]:
     import numpy as np
     from onnx import helper, numpy_helper
 
-    onnx = require("onnx")
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-              for v in (*inferred.graph.value_info, *inferred.graph.input) if v.type.tensor_type.HasField("shape")}
-    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    shapes = static_shapes(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -209,11 +216,7 @@ def explicit_comparison_broadcast(model: Any) -> list[str]:
 
     onnx = require("onnx")
     helper = onnx.helper
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-              for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
-              if v.type.tensor_type.HasField("shape")}
-    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    shapes = static_shapes(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         out = shapes.get(node.output[0]) if node.output else None
