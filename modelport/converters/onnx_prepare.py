@@ -23,6 +23,7 @@ from typing import Any
 from .._lazy import captured_output, require
 from ..artifact import Artifact
 from ..errors import ConversionFailed
+from .onnx_lower import lower_dynamic_convolutions, lower_resizes
 
 _EXPANDED_DOMAIN = "modelport.expanded"
 _CONTROL_FLOW = {"Loop", "If", "Scan"}
@@ -274,7 +275,8 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
                 if expanded:
                     model = optimizer.optimize(model)
                 broadcast = explicit_comparison_broadcast(model)
-            lowered = reverse_select_last_index(model)
+                lowered = lower_dynamic_convolutions(model) + lower_resizes(model)
+            lowered += reverse_select_last_index(model)
             split_variadic_sums(model)
             onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # a rewrite that fails leaves the first attempt's error standing
@@ -287,8 +289,13 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
     target = workdir / ("model.expanded.onnx" if expand else "model.folded.onnx")
     onnx.save(model, str(target))
     what = "folded constants and static shapes (onnxscript's optimizer)"
-    if lowered:
-        what += f", {', '.join(sorted(set(lowered)))} select_last_index as a reversed input"
+    if any(op in lowered for op in ("ArgMax", "ArgMin")):
+        what += f", {', '.join(sorted(set(lowered) & {'ArgMax', 'ArgMin'}))} select_last_index as a reversed input"
+    if any(op in lowered for op in ("Conv", "ConvTranspose")):
+        what += (f", {', '.join(sorted(set(lowered) & {'Conv', 'ConvTranspose'}))} with input weights lowered "
+                 "to Slice and MatMul")
+    if "Resize" in lowered:
+        what += ", Resize lowered to one MatMul per resized axis"
     if broadcast:
         what += f", the broadcast of {', '.join(sorted(set(broadcast)))} made explicit (Expand)"
     if expanded:

@@ -1,0 +1,322 @@
+"""Lowerings: ONNX ops rewritten as simpler ONNX ops where the TensorFlow converters fail on them.
+
+Part of the expanded (retry) form of onnx_prepare, so a graph that converts as given never sees
+them. Each computes what the op computes (to float rounding), on static shapes only:
+
+- **Conv whose weights are a graph input** (onnx2tf wants them constant): the kernel's taps as
+  strided Slices of the padded input, one MatMul against the weights reshaped per group.
+- **ConvTranspose whose weights are a graph input**: the input zero-stuffed, padded and cropped
+  along each spatial axis by a constant 0/1 matrix, then a Conv with the kernel flipped and its
+  channels swapped per group (lowered as above).
+- **Resize** (cubic, antialiased, or any mode a converter gets wrong): per resized axis, one
+  MatMul with the interpolation matrix, which onnxruntime computes for that axis alone (Resize is
+  linear and separable per axis in every mode but tf_crop_and_resize, which is not lowered).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from .._lazy import require
+
+
+class _Builder:
+    """Nodes and constants of one rewrite, named after the node they replace."""
+
+    def __init__(self, model: Any, tag: str) -> None:
+        self.model, self.tag, self.nodes, self.count = model, tag, [], 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{self.tag}__{hint}{self.count}"
+
+    def const(self, value: Any, hint: str = "c") -> str:
+        from onnx import numpy_helper
+
+        name = self.name(hint)
+        self.model.graph.initializer.append(numpy_helper.from_array(value, name))
+        return name
+
+    def ints(self, values: list[int] | tuple[int, ...], hint: str = "i") -> str:
+        import numpy as np
+
+        return self.const(np.array(list(values), np.int64), hint)
+
+    def op(self, op_type: str, inputs: list[str], output: str | None = None, **attributes: Any) -> str:
+        from onnx import helper
+
+        output = output or self.name(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
+        return output
+
+    def reshape(self, tensor: str, shape: list[int] | tuple[int, ...], output: str | None = None) -> str:
+        return self.op("Reshape", [tensor, self.ints(shape, "shape")], output)
+
+    def along_axis(self, tensor: str, shape: list[int], axis: int, matrix: Any) -> tuple[str, list[int]]:
+        """TENSOR (of SHAPE) with its AXIS mapped through MATRIX (new length x old length): a
+        MatMul on the tensor viewed as [before, axis, after], every view at most rank 3."""
+        import numpy as np
+
+        before, after = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
+        new_shape = [*shape[:axis], matrix.shape[0], *shape[axis + 1:]]
+        view = self.reshape(tensor, [before, shape[axis], after])
+        mapped = self.op("MatMul", [self.const(np.ascontiguousarray(matrix, np.float32), "axis_map"), view])
+        return self.reshape(mapped, new_shape), new_shape
+
+
+def _attributes(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _static(shape: list[int | None] | None) -> bool:
+    return shape is not None and all(isinstance(d, int) and d > 0 for d in shape)
+
+
+def _opset(model: Any) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _is_float32(name: str, types: dict[str, int]) -> bool:
+    from onnx import TensorProto
+
+    return types.get(name) == TensorProto.FLOAT
+
+
+def _elem_types(model: Any) -> dict[str, int]:
+    onnx = require("onnx")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    return types
+
+
+def _same_pads(size: int, kernel: int, stride: int, dilation: int, auto_pad: str) -> tuple[int, int]:
+    out = -(-size // stride)
+    total = max(0, (out - 1) * stride + (kernel - 1) * dilation + 1 - size)
+    small, large = total // 2, total - total // 2
+    return (small, large) if auto_pad == "SAME_UPPER" else (large, small)
+
+
+def _lower_conv(b: _Builder, node: Any, x_shape: list[int], w_shape: list[int], attributes: dict[str, Any],
+                output: str) -> None:
+    """Conv as tap Slices + one grouped MatMul (see the module docstring)."""
+    rank = len(x_shape) - 2
+    n, channels, spatial = x_shape[0], x_shape[1], x_shape[2:]
+    filters, group_channels, kernel = w_shape[0], w_shape[1], w_shape[2:]
+    group = int(attributes.get("group", 1))
+    strides = list(attributes.get("strides", [1] * rank))
+    dilations = list(attributes.get("dilations", [1] * rank))
+    auto_pad = attributes.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pairs = [_same_pads(spatial[i], kernel[i], strides[i], dilations[i], auto_pad) for i in range(rank)]
+        begins, ends = [p[0] for p in pairs], [p[1] for p in pairs]
+    elif auto_pad == "VALID":
+        begins, ends = [0] * rank, [0] * rank
+    else:
+        pads = list(attributes.get("pads", [0] * (2 * rank)))
+        begins, ends = pads[:rank], pads[rank:]
+    padded = [spatial[i] + begins[i] + ends[i] for i in range(rank)]
+    out = [(padded[i] - ((kernel[i] - 1) * dilations[i] + 1)) // strides[i] + 1 for i in range(rank)]
+    x = node.input[0]
+    if any(begins) or any(ends):
+        x = b.op("Pad", [x, b.ints([0, 0, *begins, 0, 0, *ends], "pads")], mode="constant")
+    taps, length = math.prod(kernel), math.prod(out)
+    sliced = []
+    for offset in itertools.product(*[range(k) for k in kernel]):
+        starts = [offset[i] * dilations[i] for i in range(rank)]
+        stops = [starts[i] + (out[i] - 1) * strides[i] + 1 for i in range(rank)]
+        tap = b.op("Slice", [x, b.ints(starts, "starts"), b.ints(stops, "ends"), b.ints(range(2, rank + 2), "axes"),
+                             b.ints(strides, "steps")])
+        sliced.append(b.reshape(tap, [n, channels, 1, length]))
+    patches = b.op("Concat", sliced, axis=2) if len(sliced) > 1 else sliced[0]
+    patches = b.reshape(patches, [n, group, group_channels * taps, length])
+    weights = b.reshape(node.input[1], [group, filters // group, group_channels * taps])
+    product = b.op("MatMul", [weights, patches])
+    has_bias = len(node.input) > 2 and node.input[2]
+    result = b.reshape(product, [n, filters, *out], None if has_bias else output)
+    if has_bias:
+        bias = b.reshape(node.input[2], [filters, *([1] * rank)])
+        b.op("Add", [result, bias], output)
+
+
+def _transpose_pads(spatial: list[int], kernel: list[int], strides: list[int], dilations: list[int],
+                    out: list[int], attributes: dict[str, Any]) -> list[int]:
+    """Where ConvTranspose's output starts in its uncropped result, per spatial axis (onnxruntime's
+    rule: given pads; else the padding an output_shape or SAME implies, split as auto_pad says)."""
+    rank = len(spatial)
+    auto_pad = attributes.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    output_padding = list(attributes.get("output_padding", [0] * rank))
+    if "output_shape" not in attributes and auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        return list(attributes.get("pads", [0] * (2 * rank)))[:rank]
+    begins = []
+    for i in range(rank):
+        total = strides[i] * (spatial[i] - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1 - out[i]
+        begins.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
+    return begins
+
+
+def _lower_conv_transpose(b: _Builder, node: Any, x_shape: list[int], w_shape: list[int], out_shape: list[int],
+                          attributes: dict[str, Any], output: str) -> tuple[Any, list[int], list[int]]:
+    """ConvTranspose as a Conv over the input zero-stuffed and cropped (see the module docstring).
+    Returns the Conv node (still to be lowered) with its input and weight shapes."""
+    import numpy as np
+    from onnx import helper
+
+    rank = len(x_shape) - 2
+    spatial, kernel, out = x_shape[2:], w_shape[2:], out_shape[2:]
+    channels, group_filters = w_shape[0], w_shape[1]
+    group = int(attributes.get("group", 1))
+    strides = list(attributes.get("strides", [1] * rank))
+    dilations = list(attributes.get("dilations", [1] * rank))
+    begins = _transpose_pads(spatial, kernel, strides, dilations, out, attributes)
+    x, shape = node.input[0], list(x_shape)
+    for i in range(rank):
+        reach = (kernel[i] - 1) * dilations[i]
+        stuffed = np.zeros((out[i] + reach, spatial[i]), np.float32)  # (new length, old length)
+        for position in range(spatial[i]):
+            row = reach + position * strides[i] - begins[i]
+            if 0 <= row < stuffed.shape[0]:
+                stuffed[row, position] = 1.0
+        x, shape = b.along_axis(x, shape, 2 + i, stuffed)
+    taps = math.prod(kernel)
+    flipped_order = b.ints(list(range(taps - 1, -1, -1)), "flip")
+    w = b.reshape(node.input[1], [group, channels // group, group_filters, taps])
+    w = b.op("Transpose", [w], perm=[0, 2, 1, 3])
+    w = b.reshape(w, [group * group_filters, channels // group, taps])
+    w = b.op("Gather", [w, flipped_order], axis=2)  # reversing the flattened taps flips every axis
+    w = b.reshape(w, [group * group_filters, channels // group, *kernel])
+    conv_inputs = [x, w] + ([node.input[2]] if len(node.input) > 2 and node.input[2] else [])
+    conv = helper.make_node("Conv", conv_inputs, [output], name=b.name("conv"), group=group, dilations=dilations,
+                            strides=[1] * rank, pads=[0] * (2 * rank))
+    return conv, shape, [group * group_filters, channels // group, *kernel]
+
+
+def lower_dynamic_convolutions(model: Any) -> list[str]:
+    """Conv and ConvTranspose whose weights are not constants, lowered (static shapes only)."""
+    from .onnx_prepare import static_shapes
+
+    constants = {t.name for t in model.graph.initializer}
+    shapes, types = static_shapes(model), _elem_types(model)
+    nodes, changed = [], []
+    for index, node in enumerate(model.graph.node):
+        if node.op_type not in ("Conv", "ConvTranspose") or node.domain not in ("", "ai.onnx") \
+                or len(node.input) < 2 or node.input[1] in constants:
+            nodes.append(node)
+            continue
+        x_shape, w_shape, out_shape = shapes.get(node.input[0]), shapes.get(node.input[1]), shapes.get(node.output[0])
+        if not (_static(x_shape) and _static(w_shape) and _static(out_shape)) or len(x_shape) not in (3, 4, 5) \
+                or not _is_float32(node.input[0], types):
+            nodes.append(node)
+            continue
+        b = _Builder(model, f"{node.name or node.op_type}__lowered{index}")
+        attributes = _attributes(node)
+        if node.op_type == "ConvTranspose":
+            conv, conv_x, conv_w = _lower_conv_transpose(b, node, x_shape, w_shape, out_shape, attributes,
+                                                         node.output[0])
+            _lower_conv(b, conv, conv_x, conv_w, _attributes(conv), node.output[0])
+        else:
+            _lower_conv(b, node, x_shape, w_shape, attributes, node.output[0])
+        nodes.extend(b.nodes)
+        changed.append(node.op_type)
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return changed
+
+
+def _constant_values(model: Any) -> dict[str, Any]:
+    from onnx import numpy_helper
+
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+def _axis_matrix(node: Any, attributes: dict[str, Any], length: int, new_length: int,
+                 scale: float | None) -> Any:
+    """Resize's interpolation matrix (new_length x length) for one axis, as onnxruntime computes
+    it: the same Resize, with this axis's scale or size, applied to an identity matrix."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    kept = {k: v for k, v in attributes.items() if k not in ("axes", "keep_aspect_ratio_policy")}
+    if scale is not None:
+        inputs = ["x", "", "scales"]
+        extra = [helper.make_tensor("scales", TensorProto.FLOAT, [2], [1.0, scale])]
+    else:
+        inputs = ["x", "", "", "sizes"]
+        extra = [helper.make_tensor("sizes", TensorProto.INT64, [2], [length, new_length])]
+    graph = helper.make_graph(
+        [helper.make_node("Resize", inputs, ["y"], **kept)], "axis",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [length, length])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [length, new_length])], initializer=extra)
+    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    probe.ir_version = 9
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    (result,) = session.run(None, {"x": np.eye(length, dtype=np.float32)})
+    if result.shape != (length, new_length):
+        raise ValueError(f"Resize probe gave shape {result.shape}")
+    return result.T  # row j: the weights output position j takes from each input position
+
+
+def lower_resizes(model: Any) -> list[str]:
+    """Resize (and Upsample) of a static-shape float32 tensor with constant scales or sizes, as one
+    MatMul per resized axis. Not tf_crop_and_resize (an affine map, not a linear one) nor
+    keep_aspect_ratio_policy other than stretch."""
+    from .onnx_prepare import static_shapes
+
+    if _opset(model) < 11:  # Resize-10 takes (X, scales): not the inputs read here
+        return []
+    shapes, types, constants = static_shapes(model), _elem_types(model), _constant_values(model)
+    nodes, changed = [], []
+    for index, node in enumerate(model.graph.node):
+        attributes = _attributes(node)
+        mode = attributes.get("coordinate_transformation_mode", b"half_pixel")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        policy = attributes.get("keep_aspect_ratio_policy", b"stretch")
+        policy = policy.decode() if isinstance(policy, bytes) else policy
+        x_shape, out_shape = shapes.get(node.input[0]) if node.input else None, shapes.get(node.output[0])
+        scales_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        sizes_name = node.input[3] if len(node.input) > 3 and node.input[3] else None
+        if node.op_type != "Resize" or node.domain not in ("", "ai.onnx") or mode == "tf_crop_and_resize" \
+                or policy != "stretch" or not (_static(x_shape) and _static(out_shape)) \
+                or not _is_float32(node.input[0], types) or len(x_shape) != len(out_shape) \
+                or (scales_name and scales_name not in constants) or (sizes_name and sizes_name not in constants) \
+                or not (scales_name or sizes_name):
+            nodes.append(node)
+            continue
+        rank = len(x_shape)
+        axes = [a % rank for a in attributes.get("axes", range(rank))]
+        scales = dict(zip(axes, constants[scales_name].tolist())) if scales_name and constants[scales_name].size \
+            else None
+        b = _Builder(model, f"{node.name or 'Resize'}__lowered{index}")
+        try:
+            x, shape = node.input[0], list(x_shape)
+            for axis in range(rank):
+                scale = scales.get(axis, 1.0) if scales is not None else None
+                if out_shape[axis] == x_shape[axis] and (scale is None or scale == 1.0):
+                    continue
+                matrix = _axis_matrix(node, attributes, x_shape[axis], out_shape[axis], scale)
+                x, shape = b.along_axis(x, shape, axis, matrix)
+        except Exception:  # noqa: BLE001 - onnxruntime could not resize one axis alone: keep the op
+            nodes.append(node)
+            continue
+        if x == node.input[0]:
+            b.op("Identity", [x], node.output[0])
+        else:
+            b.nodes[-1].output[0] = node.output[0]
+            b.nodes[-1].name = node.output[0]
+        nodes.extend(b.nodes)
+        changed.append("Resize")
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return changed
