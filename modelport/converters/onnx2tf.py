@@ -296,17 +296,26 @@ class Onnx2tfRun(NamedTuple):
     out: Path               # onnx2tf's output folder
     workarounds: list[str]
     onnx: Artifact          # the form of the graph it converted
-    ctx: EdgeContext        # the context it ran with (keep_layout set where the layout fallback won)
+    ctx: EdgeContext        # the context it ran with (keep_layout set for the channel-first form)
+    static: bool            # dynamic input dims were fixed to the sample's
 
 
-def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext, wanted: str = "tflite") -> Onnx2tfRun:
-    """onnx2tf on the forms of the graph that get real models through, first that converts wins:
-    folded (the constant and shape folding onnx2tf wants from onnxsim, which rejects opset-23
-    graphs here; an unfolded shape chain can convert to wrong numbers), then folded with its
-    function ops expanded, then as given (where nothing folds: as given, then expanded), and last the first of these with rank 3-5 inputs kept
-    channel-first (its NCHW -> NHWC rewriting is where most of its op failures on such inputs
-    come from). Each gets onnx2tf's own advice on failure: dynamic input dims fixed to the sample
-    shape."""
+class WrongNumbers(ConversionFailed):
+    """A form converted, but its numbers are far from onnxruntime's (carries the artifact)."""
+
+    def __init__(self, message: str, artifact: Artifact) -> None:
+        super().__init__(message, "Another form of the graph is tried next.")
+        self.artifact = artifact
+
+
+def graph_forms(onnx_artifact: Artifact, ctx: EdgeContext) -> list[tuple[str, Artifact, str | None, EdgeContext]]:
+    """The forms of the graph that get real models through onnx2tf, in the order tried: folded
+    (the constant and shape folding onnx2tf wants from onnxsim, which rejects opset-23 graphs
+    here; an unfolded shape chain can convert to wrong numbers), then folded with its function ops
+    expanded and the ops onnx2tf fails on lowered (onnx_lower), then as given (where nothing folds:
+    as given, then expanded), and last the first of these and the expanded one with rank 3-5
+    inputs kept channel-first (its NCHW -> NHWC rewriting is where most of its op failures on such
+    inputs come from)."""
     forms: list[tuple[str, Artifact, str | None, EdgeContext]] = []
     for label, expand in (("folded graph", False), ("expanded graph", True)):
         try:
@@ -320,61 +329,67 @@ def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext, wanted: st
     forms = forms + [as_given] if folded else [as_given, *forms]
     spatial = any(len(s.shape or ()) in (3, 4, 5) for s in onnx_artifact.inputs)
     if spatial and not ctx.keep_layout and onnx_artifact.layout != "nhwc":
-        label, form, what, _ = forms[0]
         kept = dataclasses.replace(ctx, keep_layout=True)  # (its cache and counters stay shared)
-        forms.append((f"{label} with inputs kept channel-first", form,
-                      f"{what + '; ' if what else ''}inputs kept channel-first (onnx2tf's "
-                      "keep_ncw_or_nchw_or_ncdhw_input_names)", kept))
+        firsts = [forms[0]] + [f for f in forms[1:] if f[0] == "expanded graph"]
+        for label, form, what, _ in firsts:
+            forms.append((f"{label} with inputs kept channel-first", form,
+                          f"{what + '; ' if what else ''}inputs kept channel-first (onnx2tf's "
+                          "keep_ncw_or_nchw_or_ncdhw_input_names)", kept))
+    return forms
+
+
+def convert_with_fallbacks(onnx_artifact: Artifact, ctx: EdgeContext, wanted: str,
+                           finish: Callable[[Onnx2tfRun], Artifact]) -> Artifact:
+    """onnx2tf on each form of the graph (graph_forms) until one gives a usable artifact: FINISH
+    makes it from onnx2tf's output (mapping its tensors back, checking its numbers) and raises
+    ConversionFailed where it cannot (a layout that cannot be mapped back, an output lost, Flex
+    ops, numbers far from onnxruntime's: WrongNumbers). Each form gets onnx2tf's own advice on
+    failure: dynamic input dims fixed to the sample shape. Where every form failed and one gave
+    wrong numbers, that artifact is returned (validation then reports and shows the numbers)."""
     failures: list[tuple[str, ConversionFailed]] = []
-    for label, form, what, used in forms:
+    for label, form, what, used in graph_forms(onnx_artifact, ctx):
         try:
-            out, workarounds = _with_static_retry(form, used, wanted)
+            out, workarounds, static = _with_static_retry(form, used, wanted)
+            tried = "".join(f"; onnx2tf failed on the {failed}" for failed, _ in failures)
+            if has_grouped_convolution(form.path):
+                workarounds.insert(0, "grouped convolutions written as one convolution per group (onnx2tf's "
+                                      "disable_group_convolution): TF.js has no grouped convolution")
+            return finish(Onnx2tfRun(out, ([f"{what}{tried}"] if what else []) + workarounds, form, used, static))
         except ConversionFailed as exc:
             failures.append((label, exc))
-            continue
-        tried = "".join(f"; onnx2tf failed on the {failed}" for failed, _ in failures)
-        if has_grouped_convolution(form.path):
-            workarounds.insert(0, "grouped convolutions written as one convolution per group (onnx2tf's "
-                                  "disable_group_convolution): TF.js has no grouped convolution")
-        return Onnx2tfRun(out, ([f"{what}{tried}"] if what else []) + workarounds, form, used)
+    wrong = next((exc for _, exc in failures if isinstance(exc, WrongNumbers)), None)
+    if wrong is not None:
+        return wrong.artifact
     first = next(i for i, (label, *_) in enumerate(failures) if label == "graph as given")
     failures.insert(0, failures.pop(first))  # the graph as given leads the message
     raise all_failed(failures)
 
 
-def _with_static_retry(onnx_artifact: Artifact, ctx: EdgeContext, wanted: str) -> tuple[Path, list[str]]:
-    workarounds: list[str] = []
-    static = False
+def _with_static_retry(onnx_artifact: Artifact, ctx: EdgeContext, wanted: str) -> tuple[Path, list[str], bool]:
     try:
-        out = run_onnx2tf(onnx_artifact, ctx, wanted=wanted)
+        return run_onnx2tf(onnx_artifact, ctx, wanted=wanted), [], False
     except ConversionFailed:
         if all(s.is_static for s in onnx_artifact.inputs):
             raise
-        static = True
         out = run_onnx2tf(onnx_artifact, ctx, static=True, wanted=wanted)
-        workarounds.append(f"fixed dynamic input shapes ({'; '.join(static_shapes(onnx_artifact))}): "
-                           "onnx2tf failed on the dynamic graph")
-    return out, workarounds if not static else workarounds + ["static"]
+        return out, [f"fixed dynamic input shapes ({'; '.join(static_shapes(onnx_artifact))}): "
+                     "onnx2tf failed on the dynamic graph"], True
 
 
-def tflite_without_flex(onnx_artifact: Artifact, ctx: EdgeContext,
-                        precision: str) -> tuple[Path, list[str], EdgeContext]:
-    """A TFLite file of onnx2tf's with builtin ops only: where it emitted Flex ops, onnx2tf runs
+def tflite_without_flex(run: Onnx2tfRun, precision: str) -> tuple[Path, list[str]]:
+    """The TFLite file of onnx2tf's with builtin ops only: where it emitted Flex ops, onnx2tf runs
     again with its builtin-op replacements. A model that still needs Flex is a conversion failure:
     no device without the Flex delegate could run it."""
     pattern = TFLITE_FILE[precision]
-    out, workarounds, onnx_artifact, ctx = convert_with_fallbacks(onnx_artifact, ctx)
-    static = "static" in workarounds
-    workarounds = [w for w in workarounds if w != "static"]
-    if not list(out.glob(pattern)):
+    if not list(run.out.glob(pattern)):
         raise ConversionFailed(f"onnx2tf wrote no {precision} TFLite file ({pattern}).",
                                "Run with --verbose for its log; try another --quantize level.")
-    tflite = sorted(out.glob(pattern))[0]
+    tflite, workarounds = sorted(run.out.glob(pattern))[0], list(run.workarounds)
     flex = flex_ops(tflite)
     if flex:
-        pseudo = _pseudo_candidates(onnx_artifact.path)
+        pseudo = _pseudo_candidates(run.onnx.path)
         if pseudo:
-            tflite = sorted(run_onnx2tf(onnx_artifact, ctx, pseudo, static=static).glob(pattern))[0]
+            tflite = sorted(run_onnx2tf(run.onnx, run.ctx, pseudo, static=run.static).glob(pattern))[0]
             workarounds.append(f"replaced {', '.join(pseudo)} with builtin-op equivalents (Flex ops {', '.join(flex)})")
             flex = flex_ops(tflite)
     if flex:
@@ -382,82 +397,99 @@ def tflite_without_flex(onnx_artifact: Artifact, ctx: EdgeContext,
             f"The TFLite model needs TF Select (Flex) ops {', '.join(flex)}, which the LiteRT interpreter "
             "cannot run without the Flex delegate.",
             "Replace those operations in the model, or deploy with the Flex delegate.")
-    return tflite, workarounds, ctx
+    return tflite, workarounds
 
 
-def with_kept_layout(make: Callable[[Artifact, Path, EdgeContext], Artifact], onnx_artifact: Artifact,
-                     workdir: Path, ctx: EdgeContext) -> Artifact:
-    """MAKE's artifact; where onnx2tf's channel-last rewriting changed a tensor beyond mapping
-    back (seen for GridSample and dilated pooling), MAKE again with rank 3-5 inputs kept
-    channel-first, which leaves every tensor in the source's layout."""
-    try:
-        return make(onnx_artifact, workdir, ctx)
-    except LayoutUnmappable as exc:
-        if ctx.keep_layout or onnx_artifact.layout == "nhwc":
-            raise
-        unmappable = exc
-        try:
-            artifact = make(onnx_artifact, workdir, dataclasses.replace(ctx, keep_layout=True))
-        except ConversionFailed as kept_failed:
-            raise all_failed([("channel-last graph", unmappable),
-                              ("graph with inputs kept channel-first", kept_failed)]) from None
-    kept = (f"inputs kept channel-first (onnx2tf's keep_ncw_or_nchw_or_ncdhw_input_names): "
-            f"{unmappable.message.rstrip('.')}")
-    return artifact.with_(extra={**artifact.extra, "workarounds": [kept, *artifact.extra.get("workarounds", [])]})
+def checked(artifact: Artifact, source: Artifact, io: IOMapping, open_runner: Callable[[], Runner],
+            ctx: EdgeContext) -> Artifact:
+    """ARTIFACT, unless its numbers are far from onnxruntime's on SOURCE (the graph as given):
+    then WrongNumbers, so the next form of the graph gets its turn. Quantized models are not
+    checked (they differ by design; validation measures them)."""
+    if ctx.quantize != "none":
+        return artifact
+    with open_runner() as runner:
+        wrong = disagreement(source, io, runner, ctx)
+    if wrong:
+        raise WrongNumbers(f"onnx2tf wrote a model whose {wrong}.", artifact)
+    return artifact
 
 
 def to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
-    return with_kept_layout(_to_tflite, onnx_artifact, workdir, ctx)
+    from ..targets.isolated import IsolatedRunner
+    from ..targets.tflite import LiteRTRunner
+
+    def finish(run: Onnx2tfRun) -> Artifact:
+        tflite, workarounds = tflite_without_flex(run, run.ctx.quantize)
+        stage = _stage(workdir)
+        target = stage / "model.tflite"
+        shutil.copyfile(tflite, target)
+        # Reading specs only (no invoke) is safe in this process; running happens isolated.
+        with LiteRTRunner(target) as runner:
+            produced_in, produced_out = runner.inputs, runner.outputs
+        isolated = lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target)  # noqa: E731
+        io, layout = mapping(run.onnx, produced_in, produced_out, run.ctx, isolated)
+        extra: dict = {"converter": "onnx2tf", "workarounds": workarounds}
+        floats = sorted(tflite.parent.glob(TFLITE_FILE["none"])) if ctx.quantize != "none" else []
+        if floats:  # onnx2tf always writes the float32 model too: the yardstick of the drift report
+            shutil.copyfile(floats[0], stage / "model.float32.tflite")
+            extra["float_artifact"] = {"path": str(stage / "model.float32.tflite"), "format": "tflite"}
+        artifact = Artifact(path=target, format="tflite", inputs=tuple(produced_in), outputs=tuple(produced_out),
+                            io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"),
+                            layout=layout, quantization=ctx.quantize, extra=extra)
+        return checked(artifact, onnx_artifact, io, isolated, run.ctx)
+
+    return _own_copy(convert_with_fallbacks(onnx_artifact, ctx, "tflite", finish), workdir)
 
 
 def to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     """The SavedModel onnx2tf writes on its way to TFLite (one onnx2tf run serves both)."""
-    return with_kept_layout(_to_savedmodel, onnx_artifact, workdir, ctx)
-
-
-def _to_tflite(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
-    from ..targets.isolated import IsolatedRunner
-    from ..targets.tflite import LiteRTRunner
-
-    tflite, workarounds, ctx = tflite_without_flex(onnx_artifact, ctx, ctx.quantize)
-    target = workdir / "model.tflite"
-    shutil.copyfile(tflite, target)
-    # Reading specs only (no invoke) is safe in this process; running happens isolated.
-    with LiteRTRunner(target) as runner:
-        produced_in, produced_out = runner.inputs, runner.outputs
-    io, layout = mapping(onnx_artifact, produced_in, produced_out, ctx,
-                          lambda: IsolatedRunner("modelport.targets.tflite:LiteRTRunner", target))
-    extra: dict = {"converter": "onnx2tf", "workarounds": workarounds}
-    floats = sorted(tflite.parent.glob(TFLITE_FILE["none"])) if ctx.quantize != "none" else []
-    if floats:  # onnx2tf always writes the float32 model too: the yardstick of the drift report
-        shutil.copyfile(floats[0], workdir / "model.float32.tflite")
-        extra["float_artifact"] = {"path": str(workdir / "model.float32.tflite"), "format": "tflite"}
-    return Artifact(path=target, format="tflite", inputs=tuple(produced_in), outputs=tuple(produced_out),
-                    io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "tflite"),
-                    layout=layout, quantization=ctx.quantize, extra=extra)
-
-
-def _to_savedmodel(onnx_artifact: Artifact, workdir: Path, ctx: EdgeContext) -> Artifact:
     from ..targets.savedmodel import SavedModelRunner
 
-    out, workarounds, _, ctx = convert_with_fallbacks(onnx_artifact, ctx, wanted="savedmodel")
-    workarounds = [w for w in workarounds if w != "static"]
-    target = workdir / "saved_model"
-    shutil.rmtree(target, ignore_errors=True)  # a failed earlier attempt may have left it
-    target.mkdir()
-    for name in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
-        item = out / name
-        if item.is_dir():
-            shutil.copytree(item, target / name)
-        elif item.exists():
-            shutil.copyfile(item, target / name)
-    with SavedModelRunner(target) as runner:
-        produced_in, produced_out = runner.inputs, runner.outputs
-    io, layout = mapping(onnx_artifact, produced_in, produced_out, ctx, lambda: SavedModelRunner(target))
-    return Artifact(path=target, format="savedmodel", inputs=tuple(produced_in), outputs=tuple(produced_out),
-                    io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "savedmodel"),
-                    layout=layout, extra={"converter": "onnx2tf", "workarounds": workarounds,
-                                          "signature": "serving_default"})
+    def finish(run: Onnx2tfRun) -> Artifact:
+        target = _stage(workdir) / "saved_model"
+        target.mkdir()
+        for name in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
+            item = run.out / name
+            if item.is_dir():
+                shutil.copytree(item, target / name)
+            elif item.exists():
+                shutil.copyfile(item, target / name)
+        with SavedModelRunner(target) as runner:
+            produced_in, produced_out = runner.inputs, runner.outputs
+        io, layout = mapping(run.onnx, produced_in, produced_out, run.ctx, lambda: SavedModelRunner(target))
+        artifact = Artifact(path=target, format="savedmodel", inputs=tuple(produced_in), outputs=tuple(produced_out),
+                            io=onnx_artifact.io.then(io), path_taken=(*onnx_artifact.path_taken, "savedmodel"),
+                            layout=layout, extra={"converter": "onnx2tf", "workarounds": list(run.workarounds),
+                                                  "signature": "serving_default"})
+        return checked(artifact, onnx_artifact, io, lambda: SavedModelRunner(target), run.ctx)
+
+    return _own_copy(convert_with_fallbacks(onnx_artifact, ctx, "savedmodel", finish), workdir)
+
+
+def _stage(workdir: Path) -> Path:
+    """A folder of its own for one form's artifact: a later form must not overwrite the one that
+    may still be returned (wrong numbers, where no form does better)."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=".form-", dir=workdir))
+
+
+def _own_copy(artifact: Artifact, workdir: Path) -> Artifact:
+    """The chosen form's artifact moved from its stage into WORKDIR; the other stages removed."""
+    moved: dict[str, Path] = {}
+    for source in [artifact.path, *([Path(artifact.extra["float_artifact"]["path"])]
+                                    if "float_artifact" in artifact.extra else [])]:
+        destination = workdir / source.name
+        if destination.is_dir():
+            shutil.rmtree(destination)
+        shutil.move(str(source), str(destination))
+        moved[str(source)] = destination
+    for stage in workdir.glob(".form-*"):
+        shutil.rmtree(stage, ignore_errors=True)
+    extra = dict(artifact.extra)
+    if "float_artifact" in extra:
+        extra["float_artifact"] = {**extra["float_artifact"], "path": str(moved[extra["float_artifact"]["path"]])}
+    return artifact.with_(path=moved[str(artifact.path)], extra=extra)
 
 
 class Unsure(NamedTuple):

@@ -23,7 +23,7 @@ from typing import Any
 from .._lazy import captured_output, require
 from ..artifact import Artifact
 from ..errors import ConversionFailed
-from .onnx_lower import lower_dynamic_convolutions, lower_resizes
+from .onnx_lower import lower_dynamic_convolutions, lower_grid_samples, lower_normalizations, lower_resizes
 
 _EXPANDED_DOMAIN = "modelport.expanded"
 _CONTROL_FLOW = {"Loop", "If", "Scan"}
@@ -275,7 +275,8 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
                 if expanded:
                     model = optimizer.optimize(model)
                 broadcast = explicit_comparison_broadcast(model)
-                lowered = lower_dynamic_convolutions(model) + lower_resizes(model)
+                lowered = (lower_dynamic_convolutions(model) + lower_resizes(model) + lower_normalizations(model)
+                           + lower_grid_samples(model))
             lowered += reverse_select_last_index(model)
             split_variadic_sums(model)
             onnx.checker.check_model(model, full_check=True)
@@ -294,6 +295,11 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
     if any(op in lowered for op in ("Conv", "ConvTranspose")):
         what += (f", {', '.join(sorted(set(lowered) & {'Conv', 'ConvTranspose'}))} with input weights lowered "
                  "to Slice and MatMul")
+    if any(op in lowered for op in ("BatchNormalization", "InstanceNormalization")):
+        what += (f", {', '.join(sorted(set(lowered) & {'BatchNormalization', 'InstanceNormalization'}))} "
+                 "as its arithmetic")
+    if "GridSample" in lowered:
+        what += ", GridSample as tap indices and weights with GatherElements"
     if "Resize" in lowered:
         what += ", Resize lowered to one MatMul per resized axis"
     if broadcast:
