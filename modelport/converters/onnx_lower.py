@@ -536,3 +536,52 @@ def lower_grid_samples(model: Any) -> list[str]:
         del model.graph.node[:]
         model.graph.node.extend(nodes)
     return changed
+
+
+def lower_small_ops(model: Any) -> list[str]:
+    """Split into uneven parts by `num_outputs` (onnx2tf's tf.split wants equal parts) as one
+    Slice per part, and IsInf as comparisons with the infinities (onnx2tf 1.29 fails on it)."""
+    import numpy as np
+
+    from .onnx_prepare import static_shapes
+
+    shapes, types = static_shapes(model), _elem_types(model)
+    nodes, changed = [], []
+    for index, node in enumerate(model.graph.node):
+        attributes = _attributes(node)
+        shape = shapes.get(node.input[0]) if node.input else None
+        b = _Builder(model, f"{node.name or node.op_type}__lowered{index}")
+        if node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        if node.op_type == "Split" and "num_outputs" in attributes and shape is not None and len(node.input) < 2:
+            axis = int(attributes.get("axis", 0)) % len(shape)
+            size, parts = shape[axis], int(attributes["num_outputs"])
+            if not isinstance(size, int) or size % parts == 0:
+                nodes.append(node)
+                continue
+            chunk = -(-size // parts)  # ONNX: equal parts of ceil(size / parts), the last one smaller
+            for part, output in enumerate(node.output):
+                if output:
+                    b.op("Slice", [node.input[0], b.ints([part * chunk], "starts"),
+                                   b.ints([min(size, (part + 1) * chunk)], "ends"), b.ints([axis], "axes")], output)
+        elif node.op_type == "IsInf" and _is_float32(node.input[0], types):
+            found = []
+            for attribute, value in (("detect_positive", np.inf), ("detect_negative", -np.inf)):
+                if attributes.get(attribute, 1):
+                    found.append(b.op("Equal", [node.input[0], b.const(np.array(value, np.float32), "inf")]))
+            if not found:
+                found.append(b.op("Equal", [node.input[0], b.const(np.array(np.nan, np.float32), "nan")]))
+            if len(found) == 2:
+                b.op("Or", found, node.output[0])
+            else:
+                b.op("Identity", found, node.output[0])
+        else:
+            nodes.append(node)
+            continue
+        nodes.extend(b.nodes)
+        changed.append(node.op_type)
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return changed

@@ -23,7 +23,8 @@ from typing import Any
 from .._lazy import captured_output, require
 from ..artifact import Artifact
 from ..errors import ConversionFailed
-from .onnx_lower import lower_dynamic_convolutions, lower_grid_samples, lower_normalizations, lower_resizes
+from .onnx_lower import (lower_dynamic_convolutions, lower_grid_samples, lower_normalizations, lower_resizes,
+                         lower_small_ops)
 
 _EXPANDED_DOMAIN = "modelport.expanded"
 _CONTROL_FLOW = {"Loop", "If", "Scan"}
@@ -276,7 +277,7 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
                     model = optimizer.optimize(model)
                 broadcast = explicit_comparison_broadcast(model)
                 lowered = (lower_dynamic_convolutions(model) + lower_resizes(model) + lower_normalizations(model)
-                           + lower_grid_samples(model))
+                           + lower_grid_samples(model) + lower_small_ops(model))
             lowered += reverse_select_last_index(model)
             split_variadic_sums(model)
             onnx.checker.check_model(model, full_check=True)
@@ -298,6 +299,8 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
     if any(op in lowered for op in ("BatchNormalization", "InstanceNormalization")):
         what += (f", {', '.join(sorted(set(lowered) & {'BatchNormalization', 'InstanceNormalization'}))} "
                  "as its arithmetic")
+    if any(op in lowered for op in ("Split", "IsInf")):
+        what += f", {', '.join(sorted(set(lowered) & {'Split', 'IsInf'}))} as Slice and Equal"
     if "GridSample" in lowered:
         what += ", GridSample as tap indices and weights with GatherElements"
     if "Resize" in lowered:
