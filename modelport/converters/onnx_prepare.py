@@ -24,7 +24,7 @@ from .._lazy import captured_output, require
 from ..artifact import Artifact
 from ..errors import ConversionFailed
 from .onnx_lower import (lower_dynamic_convolutions, lower_grid_samples, lower_normalizations, lower_resizes,
-                         lower_small_ops)
+                         lower_recurrent, lower_small_ops)
 
 _EXPANDED_DOMAIN = "modelport.expanded"
 _CONTROL_FLOW = {"Loop", "If", "Scan"}
@@ -277,7 +277,7 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
                     model = optimizer.optimize(model)
                 broadcast = explicit_comparison_broadcast(model)
                 lowered = (lower_dynamic_convolutions(model) + lower_resizes(model) + lower_normalizations(model)
-                           + lower_grid_samples(model) + lower_small_ops(model))
+                           + lower_grid_samples(model) + lower_small_ops(model) + lower_recurrent(model))
             lowered += reverse_select_last_index(model)
             split_variadic_sums(model)
             onnx.checker.check_model(model, full_check=True)
@@ -301,6 +301,9 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
                  "as its arithmetic")
     if any(op in lowered for op in ("Split", "IsInf")):
         what += f", {', '.join(sorted(set(lowered) & {'Split', 'IsInf'}))} as Slice and Equal"
+    if any(op in lowered for op in ("LSTM", "GRU", "RNN")):
+        what += (f", {', '.join(sorted(set(lowered) & {'LSTM', 'GRU', 'RNN'}))} with input weights unrolled over "
+                 "its time steps")
     if "GridSample" in lowered:
         what += ", GridSample as tap indices and weights with GatherElements"
     if "Resize" in lowered:
