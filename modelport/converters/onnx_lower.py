@@ -736,3 +736,33 @@ def lower_recurrent(model: Any) -> list[str]:
         del model.graph.node[:]
         model.graph.node.extend(nodes)
     return changed
+
+
+def lower_hardmax(model: Any) -> list[str]:
+    """Hardmax as ArgMax (the first of tied maxima, as Hardmax takes) compared with the positions
+    along its axis: onnx2tf 1.29 writes it as a one-hot that TF.js computes wrong, and changes its
+    layout on rank-3 inputs. Static axis size only."""
+    import numpy as np
+
+    from .onnx_prepare import static_shapes
+
+    shapes, types = static_shapes(model), _elem_types(model)
+    nodes, changed = [], []
+    for index, node in enumerate(model.graph.node):
+        shape = shapes.get(node.input[0]) if node.input else None
+        axis = int(_attributes(node).get("axis", -1))
+        if node.op_type != "Hardmax" or node.domain not in ("", "ai.onnx") or _opset(model) < 13 or not shape \
+                or not isinstance(shape[axis % len(shape)], int) or not _is_float32(node.input[0], types):
+            nodes.append(node)
+            continue
+        axis %= len(shape)
+        b = _Builder(model, f"{node.name or 'Hardmax'}__lowered{index}")
+        positions = np.arange(shape[axis], dtype=np.int64).reshape([-1 if d == axis else 1 for d in range(len(shape))])
+        first = b.op("ArgMax", [node.input[0]], axis=axis, keepdims=1)
+        b.op("Cast", [b.op("Equal", [first, b.const(positions, "positions")])], node.output[0], to=1)
+        nodes.extend(b.nodes)
+        changed.append("Hardmax")
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return changed

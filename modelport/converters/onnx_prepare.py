@@ -23,8 +23,8 @@ from typing import Any
 from .._lazy import captured_output, require
 from ..artifact import Artifact
 from ..errors import ConversionFailed
-from .onnx_lower import (lower_dynamic_convolutions, lower_grid_samples, lower_normalizations, lower_resizes,
-                         lower_recurrent, lower_small_ops)
+from .onnx_lower import (lower_dynamic_convolutions, lower_grid_samples, lower_hardmax, lower_normalizations,
+                         lower_recurrent, lower_resizes, lower_small_ops)
 
 _EXPANDED_DOMAIN = "modelport.expanded"
 _CONTROL_FLOW = {"Loop", "If", "Scan"}
@@ -278,7 +278,7 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
                 broadcast = explicit_comparison_broadcast(model)
                 lowered = (lower_dynamic_convolutions(model) + lower_resizes(model) + lower_normalizations(model)
                            + lower_grid_samples(model) + lower_small_ops(model) + lower_recurrent(model))
-            lowered += reverse_select_last_index(model)
+            lowered += reverse_select_last_index(model) + lower_hardmax(model)
             split_variadic_sums(model)
             onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # a rewrite that fails leaves the first attempt's error standing
@@ -304,6 +304,8 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
     if any(op in lowered for op in ("LSTM", "GRU", "RNN")):
         what += (f", {', '.join(sorted(set(lowered) & {'LSTM', 'GRU', 'RNN'}))} with input weights unrolled over "
                  "its time steps")
+    if "Hardmax" in lowered:
+        what += ", Hardmax as ArgMax compared with the positions along its axis"
     if "GridSample" in lowered:
         what += ", GridSample as tap indices and weights with GatherElements"
     if "Resize" in lowered:
