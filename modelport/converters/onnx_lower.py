@@ -66,6 +66,14 @@ class _Builder:
         return self.reshape(mapped, new_shape), new_shape
 
 
+def replace_nodes(model: Any, nodes: list, changed: list[str]) -> list[str]:
+    """MODEL's graph with NODES as its nodes where a rewrite CHANGED something; returns CHANGED."""
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return changed
+
+
 def _attributes(node: Any) -> dict[str, Any]:
     from onnx import helper
 
@@ -225,10 +233,7 @@ def lower_dynamic_convolutions(model: Any) -> list[str]:
             _lower_conv(b, node, x_shape, w_shape, attributes, node.output[0])
         nodes.extend(b.nodes)
         changed.append(node.op_type)
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return changed
+    return replace_nodes(model, nodes, changed)
 
 
 def _constant_values(model: Any) -> dict[str, Any]:
@@ -316,10 +321,7 @@ def lower_resizes(model: Any) -> list[str]:
             b.nodes[-1].name = node.output[0]
         nodes.extend(b.nodes)
         changed.append("Resize")
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return changed
+    return replace_nodes(model, nodes, changed)
 
 
 def _reduce_mean(b: _Builder, tensor: str, axes: list[int], opset: int) -> str:
@@ -379,10 +381,7 @@ def lower_normalizations(model: Any) -> list[str]:
                     b.op("Add", [kept, new], output)
         nodes.extend(b.nodes)
         changed.append(node.op_type)
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return changed
+    return replace_nodes(model, nodes, changed)
 
 
 def _reflect(b: _Builder, v: str, low: float, high: float) -> str:
@@ -532,10 +531,7 @@ def lower_grid_samples(model: Any) -> list[str]:
         b.reshape(total, [n, channels, *out], node.output[0])
         nodes.extend(b.nodes)
         changed.append("GridSample")
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return changed
+    return replace_nodes(model, nodes, changed)
 
 
 def lower_small_ops(model: Any) -> list[str]:
@@ -581,10 +577,7 @@ def lower_small_ops(model: Any) -> list[str]:
             continue
         nodes.extend(b.nodes)
         changed.append(node.op_type)
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return changed
+    return replace_nodes(model, nodes, changed)
 
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -732,10 +725,7 @@ def lower_recurrent(model: Any) -> list[str]:
         _lower_recurrent(b, node, x_shape, attributes)
         nodes.extend(b.nodes)
         changed.append(node.op_type)
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return changed
+    return replace_nodes(model, nodes, changed)
 
 
 def lower_hardmax(model: Any) -> list[str]:
@@ -762,7 +752,190 @@ def lower_hardmax(model: Any) -> list[str]:
         b.op("Cast", [b.op("Equal", [first, b.const(positions, "positions")])], node.output[0], to=1)
         nodes.extend(b.nodes)
         changed.append("Hardmax")
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return changed
+    return replace_nodes(model, nodes, changed)
+
+
+_MAX_DETERMINANT_SIZE = 4  # Leibniz's formula: n! products (24 at n = 4)
+
+
+def lower_for_tensorflow_kernels(model: Any) -> list[str]:
+    """Exact rewrites of ops the TensorFlow targets lack a kernel for, in every prepared form:
+    Gelu as x/2 (1 + erf(x / sqrt 2)) (onnx2tf writes tf.nn.gelu, whose Erfc TF.js lacks); Softsign as x / (1 + |x|) (TFLite has no builtin, TF.js no kernel); Det of matrices up to 4 x 4
+    by Leibniz's formula (no TFLite builtin nor TF.js kernel for MatrixDeterminant); Gemm with a
+    one-element bias as Gemm then Add (TF.js's fused MatMul + BiasAdd broadcasts it wrong)."""
+    import numpy as np
+
+    from .onnx_prepare import static_shapes
+
+    shapes, types = static_shapes(model), _elem_types(model)
+    nodes, changed = [], []
+    for index, node in enumerate(model.graph.node):
+        shape = shapes.get(node.input[0]) if node.input else None
+        attributes = _attributes(node)
+        b = _Builder(model, f"{node.name or node.op_type}__lowered{index}")
+        if node.domain not in ("", "ai.onnx") or not node.input or not _is_float32(node.input[0], types):
+            nodes.append(node)
+            continue
+        if node.op_type == "Gelu" and attributes.get("approximate", b"none") in (b"none", "none"):
+            half = b.const(np.array(0.5, np.float32), "half")
+            erf = b.op("Erf", [b.op("Mul", [node.input[0], b.const(np.array(1 / np.sqrt(2), np.float32), "s")])])
+            one = b.const(np.array(1.0, np.float32), "one")
+            b.op("Mul", [b.op("Mul", [node.input[0], half]), b.op("Add", [one, erf])], node.output[0])
+        elif node.op_type == "Softsign":
+            one = b.const(np.array(1.0, np.float32), "one")
+            b.op("Div", [node.input[0], b.op("Add", [one, b.op("Abs", [node.input[0]])])], node.output[0])
+        elif node.op_type == "Det" and _static(shape) and len(shape) >= 2 and shape[-1] == shape[-2] \
+                and shape[-1] <= _MAX_DETERMINANT_SIZE:
+            n, batch = shape[-1], shape[:-2]
+            permutations = list(itertools.permutations(range(n)))
+            signs = [float(np.linalg.det(np.eye(n)[list(p)])) for p in permutations]
+            positions = [row * n + column for p in permutations for row, column in enumerate(p)]
+            flat = b.reshape(node.input[0], [math.prod(batch), n * n])
+            picked = b.op("Gather", [flat, b.ints(positions, "positions")], axis=1)
+            products = b.op("ReduceProd", [b.reshape(picked, [math.prod(batch), len(permutations), n])],
+                            axes=[2], keepdims=0) if _opset(model) < 18 else \
+                b.op("ReduceProd", [b.reshape(picked, [math.prod(batch), len(permutations), n]),
+                                    b.ints([2], "axes")], keepdims=0)
+            total = b.op("MatMul", [products, b.const(np.array(signs, np.float32).reshape(-1, 1), "signs")])
+            b.reshape(total, batch, node.output[0])
+        elif node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] \
+                and _static(shapes.get(node.input[2])) and math.prod(shapes[node.input[2]]) == 1:
+            kept = {k: v for k, v in attributes.items() if k != "beta"}
+            product = b.op("Gemm", list(node.input[:2]), **kept)
+            bias = node.input[2]
+            if float(attributes.get("beta", 1.0)) != 1.0:
+                bias = b.op("Mul", [bias, b.const(np.array(float(attributes["beta"]), np.float32), "beta")])
+            b.op("Add", [product, b.reshape(bias, [1, 1])], node.output[0])
+        else:
+            nodes.append(node)
+            continue
+        nodes.extend(b.nodes)
+        changed.append(node.op_type)
+    return replace_nodes(model, nodes, changed)
+
+
+def lower_group_normalization(model: Any) -> list[str]:
+    """GroupNormalization of a static-shape input as a reshape to (N, groups, rest), the statistics
+    over the last axis, a reshape back and a full-rank per-channel scale and bias: onnx2tf 1.29
+    converts ONNX's own function body for it (a rank-5 reshape, a rank-3 broadcast of the scale)
+    to wrong numbers. Runs before expansion, so that body never replaces it."""
+    from .onnx_prepare import static_shapes
+
+    shapes, types, opset = static_shapes(model), _elem_types(model), _opset(model)
+    nodes, changed = [], []
+    for index, node in enumerate(model.graph.node):
+        shape = shapes.get(node.input[0]) if node.input else None
+        attributes = _attributes(node)
+        if node.op_type != "GroupNormalization" or node.domain not in ("", "ai.onnx") or not _static(shape) \
+                or len(shape) < 3 or not _is_float32(node.input[0], types) or opset < 18:
+            nodes.append(node)
+            continue
+        groups, channels, rank = int(attributes["num_groups"]), shape[1], len(shape)
+        b = _Builder(model, f"{node.name or 'GroupNormalization'}__lowered{index}")
+        grouped = b.reshape(node.input[0], [shape[0], groups, -1])
+        normalized, _, _ = _normalized(b, grouped, [2], float(attributes.get("epsilon", 1e-5)), opset)
+        normalized = b.reshape(normalized, shape)
+        per_channel = [1, channels, *([1] * (rank - 2))]
+
+        def channelwise(name: str) -> str:
+            if opset >= 21:  # one value per channel; before opset 21, one per group
+                return b.reshape(name, per_channel)
+            spread = b.op("Expand", [b.reshape(name, [groups, 1]), b.ints([groups, channels // groups], "shape")])
+            return b.reshape(spread, per_channel)
+
+        scaled = b.op("Mul", [normalized, channelwise(node.input[1])])
+        b.op("Add", [scaled, channelwise(node.input[2])], node.output[0])
+        nodes.extend(b.nodes)
+        changed.append("GroupNormalization")
+    return replace_nodes(model, nodes, changed)
+
+
+_MAX_POOL_TAPS = 64  # per axis: the window's taps are Slices
+
+
+def _pool_begin_pads(attributes: dict[str, Any], spatial: list[int], kernel: list[int], strides: list[int],
+                     dilations: list[int]) -> tuple[list[int], list[int]]:
+    """(begin, end) padding of each spatial axis as the attributes give it (SAME split as ONNX
+    says: the larger half at the end for SAME_UPPER, at the beginning for SAME_LOWER)."""
+    rank = len(spatial)
+    auto_pad = attributes.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pairs = [_same_pads(spatial[i], kernel[i], strides[i], dilations[i], auto_pad) for i in range(rank)]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    if auto_pad == "VALID":
+        return [0] * rank, [0] * rank
+    pads = list(attributes.get("pads", [0] * (2 * rank)))
+    return pads[:rank], pads[rank:]
+
+
+def lower_pooling(model: Any) -> list[str]:
+    """MaxPool (without its Indices output), AveragePool and LpPool of static shapes, pooled one
+    axis at a time (a window's max or sum is one over each axis in turn): per axis, its taps as
+    strided Slices of the input padded with -inf or 0, combined with Max or Add; an average divides
+    by the count of the taps each window takes in (a constant: with count_include_pad, the padded
+    ones too). onnx2tf changes the output shape of dilated and SAME_LOWER pooling."""
+    import numpy as np
+
+    from .onnx_prepare import static_shapes
+
+    shapes, types = static_shapes(model), _elem_types(model)
+    nodes, changed = [], []
+    for index, node in enumerate(model.graph.node):
+        shape = shapes.get(node.input[0]) if node.input else None
+        out_shape = shapes.get(node.output[0]) if node.output else None
+        attributes = _attributes(node)
+        kernel = list(attributes.get("kernel_shape", []))
+        if node.op_type not in ("MaxPool", "AveragePool", "LpPool") or node.domain not in ("", "ai.onnx") \
+                or not _static(shape) or not _static(out_shape) or len(shape) < 3 or len(kernel) != len(shape) - 2 \
+                or (len(node.output) > 1 and node.output[1]) or attributes.get("storage_order", 0) \
+                or max(kernel) > _MAX_POOL_TAPS or not _is_float32(node.input[0], types):
+            nodes.append(node)
+            continue
+        rank, spatial, out = len(kernel), shape[2:], out_shape[2:]
+        strides = list(attributes.get("strides", [1] * rank))
+        dilations = list(attributes.get("dilations", [1] * rank))
+        begins, ends = _pool_begin_pads(attributes, spatial, kernel, strides, dilations)
+        b = _Builder(model, f"{node.name or node.op_type}__lowered{index}")
+        x = node.input[0]
+        power = float(attributes.get("p", 2)) if node.op_type == "LpPool" else None
+        if power is not None:
+            x = b.op("Pow", [b.op("Abs", [x]), b.const(np.array(power, np.float32), "p")])
+        fill = -np.inf if node.op_type == "MaxPool" else 0.0
+        combine = "Max" if node.op_type == "MaxPool" else "Add"
+        counts = []
+        for i in range(rank):
+            axis = 2 + i
+            reach = (out[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1  # padded length read
+            after = max(0, reach - spatial[i] - begins[i])
+            if begins[i] or after:
+                pads = [0] * (2 * len(shape))
+                pads[axis], pads[len(shape) + axis] = begins[i], after
+                x = b.op("Pad", [x, b.ints(pads, "pads"), b.const(np.array(fill, np.float32), "fill")],
+                         mode="constant")
+            pooled = None
+            for tap in range(kernel[i]):
+                start = tap * dilations[i]
+                piece = b.op("Slice", [x, b.ints([start], "s"), b.ints([start + (out[i] - 1) * strides[i] + 1], "e"),
+                                       b.ints([axis], "a"), b.ints([strides[i]], "step")])
+                pooled = piece if pooled is None else b.op(combine, [pooled, piece])
+            x = pooled
+            # how many taps of each window fall inside the input (or, counting pads, inside the
+            # explicitly padded input)
+            positions = np.arange(out[i])[:, None] * strides[i] + np.arange(kernel[i])[None, :] * dilations[i] \
+                - begins[i]
+            high = spatial[i] + (ends[i] if attributes.get("count_include_pad", 0) else 0)
+            low = -begins[i] if attributes.get("count_include_pad", 0) else 0
+            counts.append(((positions >= low) & (positions < high)).sum(axis=1))
+        if node.op_type == "AveragePool":
+            divisor = counts[0]
+            for more in counts[1:]:
+                divisor = np.multiply.outer(divisor, more)
+            divisor = np.maximum(divisor, 1).astype(np.float32).reshape([1, 1, *out])
+            x = b.op("Div", [x, b.const(divisor, "count")])
+        elif power is not None:
+            x = b.op("Pow", [x, b.const(np.array(1.0 / power, np.float32), "inverse_p")])
+        b.op("Identity", [x], node.output[0])
+        nodes.extend(b.nodes)
+        changed.append(node.op_type)
+    return replace_nodes(model, nodes, changed)

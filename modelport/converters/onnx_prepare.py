@@ -23,8 +23,9 @@ from typing import Any
 from .._lazy import captured_output, require
 from ..artifact import Artifact
 from ..errors import ConversionFailed
-from .onnx_lower import (lower_dynamic_convolutions, lower_grid_samples, lower_hardmax, lower_normalizations,
-                         lower_recurrent, lower_resizes, lower_small_ops)
+from .onnx_lower import (lower_dynamic_convolutions, lower_for_tensorflow_kernels, lower_grid_samples,
+                         lower_group_normalization, lower_hardmax, lower_normalizations, lower_pooling, lower_recurrent,
+                         lower_resizes, lower_small_ops, replace_nodes)
 
 _EXPANDED_DOMAIN = "modelport.expanded"
 _CONTROL_FLOW = {"Loop", "If", "Scan"}
@@ -151,10 +152,7 @@ def split_variadic_sums(model: Any) -> int:
             out = node.output[0] if last else f"{node.output[0]}__sum{index}"
             nodes.append(helper.make_node("Add", [total, addend], [out], name=f"{node.name or 'Sum'}__add{index}"))
             total = out
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return changed
+    return len(replace_nodes(model, nodes, ["Sum"] * changed))
 
 
 def static_shapes(model: Any) -> dict[str, list[int | None]]:
@@ -200,10 +198,7 @@ def reverse_select_last_index(model: Any) -> list[str]:
             helper.make_node("Sub", [f"{tag}_last", f"{tag}_index"], [node.output[0]], name=node.name or tag),
         ]
         changed.append(node.op_type)
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return changed
+    return replace_nodes(model, nodes, changed)
 
 
 _COMPARISONS = {"Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Equal"}
@@ -239,10 +234,7 @@ def explicit_comparison_broadcast(model: Any) -> list[str]:
         node.input.extend(inputs)
         nodes.append(node)
         changed.append(node.op_type)
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return changed
+    return replace_nodes(model, nodes, changed)
 
 
 def has_external_data(path: Path) -> bool:
@@ -272,13 +264,15 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
         with captured_output(verbose):
             model = optimizer.optimize(model)  # first: folding removes ops (Range of constants) before expansion
             if expand:
+                lowered = lower_group_normalization(model)
                 model, expanded = expand_functions(model)
                 if expanded:
                     model = optimizer.optimize(model)
                 broadcast = explicit_comparison_broadcast(model)
-                lowered = (lower_dynamic_convolutions(model) + lower_resizes(model) + lower_normalizations(model)
-                           + lower_grid_samples(model) + lower_small_ops(model) + lower_recurrent(model))
-            lowered += reverse_select_last_index(model) + lower_hardmax(model)
+                lowered += (lower_dynamic_convolutions(model) + lower_resizes(model) + lower_normalizations(model)
+                            + lower_grid_samples(model) + lower_small_ops(model) + lower_recurrent(model)
+                            + lower_pooling(model))
+            lowered += reverse_select_last_index(model) + lower_hardmax(model) + lower_for_tensorflow_kernels(model)
             split_variadic_sums(model)
             onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # a rewrite that fails leaves the first attempt's error standing
@@ -296,14 +290,20 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
     if any(op in lowered for op in ("Conv", "ConvTranspose")):
         what += (f", {', '.join(sorted(set(lowered) & {'Conv', 'ConvTranspose'}))} with input weights lowered "
                  "to Slice and MatMul")
-    if any(op in lowered for op in ("BatchNormalization", "InstanceNormalization")):
-        what += (f", {', '.join(sorted(set(lowered) & {'BatchNormalization', 'InstanceNormalization'}))} "
-                 "as its arithmetic")
+    normalizations = sorted(set(lowered) & {"BatchNormalization", "InstanceNormalization", "GroupNormalization"})
+    if normalizations:
+        what += f", {', '.join(normalizations)} as its arithmetic"
     if any(op in lowered for op in ("Split", "IsInf")):
         what += f", {', '.join(sorted(set(lowered) & {'Split', 'IsInf'}))} as Slice and Equal"
     if any(op in lowered for op in ("LSTM", "GRU", "RNN")):
         what += (f", {', '.join(sorted(set(lowered) & {'LSTM', 'GRU', 'RNN'}))} with input weights unrolled over "
                  "its time steps")
+    if any(op in lowered for op in ("Softsign", "Det", "Gemm", "Gelu")):
+        what += (f", {', '.join(sorted(set(lowered) & {'Softsign', 'Det', 'Gemm', 'Gelu'}))} as ops with "
+                 "TensorFlow kernels")
+    if any(op in lowered for op in ("MaxPool", "AveragePool", "LpPool")):
+        what += (f", {', '.join(sorted(set(lowered) & {'MaxPool', 'AveragePool', 'LpPool'}))} as Slices "
+                 "combined one axis at a time")
     if "Hardmax" in lowered:
         what += ", Hardmax as ArgMax compared with the positions along its axis"
     if "GridSample" in lowered:

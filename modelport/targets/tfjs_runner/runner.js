@@ -84,6 +84,7 @@ async function main() {
   const execute = async (header, body, nodes = io.outputs.map((o) => o.node)) => {
     const feed = {};
     let offset = 0;
+    let outputs = [];
     try {
       for (const t of header.inputs) {
         const Type = DTYPES[t.dtype];
@@ -94,11 +95,15 @@ async function main() {
         feed[(inputs[t.name] || { node: t.name }).node] = tf.tensor(values, t.shape, t.dtype);
       }
       const result = await model.executeAsync(feed, nodes);
-      return Array.isArray(result) ? result : [result];
+      outputs = Array.isArray(result) ? result : [result];
+      return outputs;
     } finally {
-      Object.values(feed).forEach((t) => t.dispose());
+      // An output may be an input itself (a graph that passes it through): it lives on.
+      Object.values(feed).filter((t) => !outputs.includes(t)).forEach((t) => t.dispose());
     }
   };
+  // The same tensor may be two outputs (or an input): each is disposed once, after all are read.
+  const release = (outputs) => [...new Set(outputs)].forEach((t) => t.dispose());
 
   // An op wasm cannot run: the whole model again on the CPU backend, from now on.
   const run = async (header, body, nodes) => {
@@ -142,8 +147,8 @@ async function main() {
         const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
         meta.push({ name: io.outputs[i].name, dtype: outputs[i].dtype, shape: outputs[i].shape, nbytes: buf.length });
         buffers.push(buf);
-        outputs[i].dispose();
       }
+      release(outputs);
       send({ ok: true, outputs: meta, backend }, buffers);
     } else if (header.cmd === 'tap') {
       // Every op's (first) output, in the graph's order (`modelport debug`); values that are not
@@ -161,8 +166,8 @@ async function main() {
                       nbytes: buf.length });
           buffers.push(buf);
         }
-        outputs[i].dispose();
       }
+      release(outputs);
       send({ ok: true, outputs: meta, backend }, buffers);
     } else if (header.cmd === 'time') {
       const times = [];
@@ -171,7 +176,7 @@ async function main() {
         const outputs = await run(header, body);
         await Promise.all(outputs.map((t) => t.data()));
         const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-        outputs.forEach((t) => t.dispose());
+        release(outputs);
         if (i >= header.warmup) times.push(seconds);
       }
       send({ ok: true, times, backend });
