@@ -536,7 +536,8 @@ def lower_grid_samples(model: Any) -> list[str]:
 
 def lower_small_ops(model: Any) -> list[str]:
     """Split into uneven parts by `num_outputs` (onnx2tf's tf.split wants equal parts) as one
-    Slice per part, and IsInf as comparisons with the infinities (onnx2tf 1.29 fails on it)."""
+    Slice per part, IsInf as comparisons with the infinities (onnx2tf 1.29 fails on it), and a
+    float Mod with fmod=1 as x - y * trunc(x / y) (onnx2tf takes the divisor's sign)."""
     import numpy as np
 
     from .onnx_prepare import static_shapes
@@ -561,6 +562,11 @@ def lower_small_ops(model: Any) -> list[str]:
                 if output:
                     b.op("Slice", [node.input[0], b.ints([part * chunk], "starts"),
                                    b.ints([min(size, (part + 1) * chunk)], "ends"), b.ints([axis], "axes")], output)
+        elif node.op_type == "Mod" and attributes.get("fmod", 0) == 1 and _is_float32(node.input[0], types):
+            # C's fmod: the remainder takes the dividend's sign (x - y * trunc(x / y))
+            quotient = b.op("Div", [node.input[0], node.input[1]])
+            truncated = b.op("Mul", [b.op("Sign", [quotient]), b.op("Floor", [b.op("Abs", [quotient])])])
+            b.op("Sub", [node.input[0], b.op("Mul", [node.input[1], truncated])], node.output[0])
         elif node.op_type == "IsInf" and _is_float32(node.input[0], types):
             found = []
             for attribute, value in (("detect_positive", np.inf), ("detect_negative", -np.inf)):

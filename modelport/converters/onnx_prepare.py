@@ -293,8 +293,8 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
     normalizations = sorted(set(lowered) & {"BatchNormalization", "InstanceNormalization", "GroupNormalization"})
     if normalizations:
         what += f", {', '.join(normalizations)} as its arithmetic"
-    if any(op in lowered for op in ("Split", "IsInf")):
-        what += f", {', '.join(sorted(set(lowered) & {'Split', 'IsInf'}))} as Slice and Equal"
+    if any(op in lowered for op in ("Split", "IsInf", "Mod")):
+        what += f", {', '.join(sorted(set(lowered) & {'Split', 'IsInf', 'Mod'}))} as simpler ops"
     if any(op in lowered for op in ("LSTM", "GRU", "RNN")):
         what += (f", {', '.join(sorted(set(lowered) & {'LSTM', 'GRU', 'RNN'}))} with input weights unrolled over "
                  "its time steps")

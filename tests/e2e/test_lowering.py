@@ -158,7 +158,7 @@ def test_training_batch_norm_and_instance_norm_with_input_scale_are_their_arithm
            {n: _random(*s) for n, s in inputs}, "InstanceNormalization")
 
 
-def test_uneven_split_isinf_and_hardmax_keep_their_results():
+def test_uneven_split_isinf_fmod_and_hardmax_keep_their_results():
     split = helper.make_node("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3)
     _agree(_model([split], [("x", [2, 7])], ["a", "b", "c"], 18), lower_small_ops, {"x": _random(2, 7)}, "Split")
     x = _random(3, 4)
@@ -166,6 +166,9 @@ def test_uneven_split_isinf_and_hardmax_keep_their_results():
     for positive, negative in ((1, 1), (1, 0), (0, 1)):
         node = helper.make_node("IsInf", ["x"], ["y"], detect_positive=positive, detect_negative=negative)
         _agree(_model([node], [("x", [3, 4])], ["y"], 20), lower_small_ops, {"x": x}, "IsInf")
+    mod = helper.make_node("Mod", ["x", "d"], ["y"], fmod=1)
+    dividend, divisor = _random(4, 5) * 10, _random(4, 5) * 3
+    _agree(_model([mod], [("x", [4, 5]), ("d", [4, 5])], ["y"], 13), lower_small_ops, {"x": dividend, "d": divisor}, "Mod")
     ties = np.array([[[1, 3, 3], [2, 2, 0]], [[5, 5, 5], [0, 1, 0]]], np.float32)  # first of tied maxima
     for axis in (0, 1, -1):
         node = helper.make_node("Hardmax", ["x"], ["y"], axis=axis)
