@@ -820,6 +820,37 @@ def lower_for_tensorflow_kernels(model: Any) -> list[str]:
     return replace_nodes(model, nodes, changed)
 
 
+def lower_rms_normalization(model: Any) -> list[str]:
+    """RMSNormalization of a static-shape input as its arithmetic with the scale broadcast at full
+    rank (onnx2tf 1.29 fails on the op and on ONNX's body for it on rank-4 inputs, whose scale is
+    broadcast from a lower rank). Runs before expansion, so that body never replaces it."""
+    import numpy as np
+
+    from .onnx_prepare import static_shapes
+
+    shapes, types, opset = static_shapes(model), _elem_types(model), _opset(model)
+    nodes, changed = [], []
+    for index, node in enumerate(model.graph.node):
+        shape = shapes.get(node.input[0]) if node.input else None
+        scale_shape = shapes.get(node.input[1]) if len(node.input) > 1 else None
+        attributes = _attributes(node)
+        if node.op_type != "RMSNormalization" or node.domain not in ("", "ai.onnx") or not _static(shape)                 or scale_shape is None or not _is_float32(node.input[0], types) or opset < 18:
+            nodes.append(node)
+            continue
+        rank = len(shape)
+        axis = int(attributes.get("axis", -1)) % rank
+        b = _Builder(model, f"{node.name or 'RMSNormalization'}__lowered{index}")
+        square = b.op("Mul", [node.input[0], node.input[0]])
+        mean = _reduce_mean(b, square, list(range(axis, rank)), opset)
+        epsilon = b.const(np.array(float(attributes.get("epsilon", 1e-5)), np.float32), "epsilon")
+        normalized = b.op("Div", [node.input[0], b.op("Sqrt", [b.op("Add", [mean, epsilon])])])
+        scale = b.reshape(node.input[1], [1] * (rank - len(scale_shape)) + list(scale_shape))
+        b.op("Mul", [normalized, scale], node.output[0])
+        nodes.extend(b.nodes)
+        changed.append("RMSNormalization")
+    return replace_nodes(model, nodes, changed)
+
+
 def lower_group_normalization(model: Any) -> list[str]:
     """GroupNormalization of a static-shape input as a reshape to (N, groups, rest), the statistics
     over the last axis, a reshape back and a full-rank per-channel scale and bias: onnx2tf 1.29

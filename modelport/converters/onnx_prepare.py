@@ -25,7 +25,7 @@ from ..artifact import Artifact
 from ..errors import ConversionFailed
 from .onnx_lower import (lower_dynamic_convolutions, lower_for_tensorflow_kernels, lower_grid_samples,
                          lower_group_normalization, lower_hardmax, lower_normalizations, lower_pooling, lower_recurrent,
-                         lower_resizes, lower_small_ops, replace_nodes)
+                         lower_resizes, lower_rms_normalization, lower_small_ops, replace_nodes)
 
 _EXPANDED_DOMAIN = "modelport.expanded"
 _CONTROL_FLOW = {"Loop", "If", "Scan"}
@@ -264,7 +264,7 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
         with captured_output(verbose):
             model = optimizer.optimize(model)  # first: folding removes ops (Range of constants) before expansion
             if expand:
-                lowered = lower_group_normalization(model)
+                lowered = lower_group_normalization(model) + lower_rms_normalization(model)
                 model, expanded = expand_functions(model)
                 if expanded:
                     model = optimizer.optimize(model)
@@ -290,7 +290,8 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
     if any(op in lowered for op in ("Conv", "ConvTranspose")):
         what += (f", {', '.join(sorted(set(lowered) & {'Conv', 'ConvTranspose'}))} with input weights lowered "
                  "to Slice and MatMul")
-    normalizations = sorted(set(lowered) & {"BatchNormalization", "InstanceNormalization", "GroupNormalization"})
+    normalizations = sorted(set(lowered) & {"BatchNormalization", "InstanceNormalization", "GroupNormalization",
+                                            "RMSNormalization"})
     if normalizations:
         what += f", {', '.join(normalizations)} as its arithmetic"
     if any(op in lowered for op in ("Split", "IsInf", "Mod")):
