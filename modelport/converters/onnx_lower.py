@@ -761,14 +761,11 @@ def lower_hardmax(model: Any) -> list[str]:
     return replace_nodes(model, nodes, changed)
 
 
-_MAX_DETERMINANT_SIZE = 4  # Leibniz's formula: n! products (24 at n = 4)
-
-
 def lower_for_tensorflow_kernels(model: Any) -> list[str]:
     """Exact rewrites of ops the TensorFlow targets lack a kernel for, in every prepared form:
-    Gelu as x/2 (1 + erf(x / sqrt 2)) (onnx2tf writes tf.nn.gelu, whose Erfc TF.js lacks); Softsign as x / (1 + |x|) (TFLite has no builtin, TF.js no kernel); Det of matrices up to 4 x 4
-    by Leibniz's formula (no TFLite builtin nor TF.js kernel for MatrixDeterminant); Gemm with a
-    one-element bias as Gemm then Add (TF.js's fused MatMul + BiasAdd broadcasts it wrong)."""
+    Gelu as x/2 (1 + erf(x / sqrt 2)) (onnx2tf writes tf.nn.gelu, whose Erfc TF.js lacks) and
+    Softsign as x / (1 + |x|) (TFLite has no builtin, TF.js no kernel). (Det and a one-element Gemm
+    bias were tried too: onnx2tf converts the rewrites to wrong numbers, or TF.js still does.)"""
     import numpy as np
 
     from .onnx_prepare import static_shapes
@@ -790,28 +787,6 @@ def lower_for_tensorflow_kernels(model: Any) -> list[str]:
         elif node.op_type == "Softsign":
             one = b.const(np.array(1.0, np.float32), "one")
             b.op("Div", [node.input[0], b.op("Add", [one, b.op("Abs", [node.input[0]])])], node.output[0])
-        elif node.op_type == "Det" and _static(shape) and len(shape) >= 2 and shape[-1] == shape[-2] \
-                and shape[-1] <= _MAX_DETERMINANT_SIZE:
-            n, batch = shape[-1], shape[:-2]
-            permutations = list(itertools.permutations(range(n)))
-            signs = [float(np.linalg.det(np.eye(n)[list(p)])) for p in permutations]
-            positions = [row * n + column for p in permutations for row, column in enumerate(p)]
-            flat = b.reshape(node.input[0], [math.prod(batch), n * n])
-            picked = b.op("Gather", [flat, b.ints(positions, "positions")], axis=1)
-            products = b.op("ReduceProd", [b.reshape(picked, [math.prod(batch), len(permutations), n])],
-                            axes=[2], keepdims=0) if _opset(model) < 18 else \
-                b.op("ReduceProd", [b.reshape(picked, [math.prod(batch), len(permutations), n]),
-                                    b.ints([2], "axes")], keepdims=0)
-            total = b.op("MatMul", [products, b.const(np.array(signs, np.float32).reshape(-1, 1), "signs")])
-            b.reshape(total, batch, node.output[0])
-        elif node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] \
-                and _static(shapes.get(node.input[2])) and math.prod(shapes[node.input[2]]) == 1:
-            kept = {k: v for k, v in attributes.items() if k != "beta"}
-            product = b.op("Gemm", list(node.input[:2]), **kept)
-            bias = node.input[2]
-            if float(attributes.get("beta", 1.0)) != 1.0:
-                bias = b.op("Mul", [bias, b.const(np.array(float(attributes["beta"]), np.float32), "beta")])
-            b.op("Add", [product, b.reshape(bias, [1, 1])], node.output[0])
         else:
             nodes.append(node)
             continue

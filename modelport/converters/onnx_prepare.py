@@ -299,9 +299,8 @@ def prepare(onnx_artifact: Artifact, workdir: Path, verbose: bool = False,
     if any(op in lowered for op in ("LSTM", "GRU", "RNN")):
         what += (f", {', '.join(sorted(set(lowered) & {'LSTM', 'GRU', 'RNN'}))} with input weights unrolled over "
                  "its time steps")
-    if any(op in lowered for op in ("Softsign", "Det", "Gemm", "Gelu")):
-        what += (f", {', '.join(sorted(set(lowered) & {'Softsign', 'Det', 'Gemm', 'Gelu'}))} as ops with "
-                 "TensorFlow kernels")
+    if any(op in lowered for op in ("Softsign", "Gelu")):
+        what += f", {', '.join(sorted(set(lowered) & {'Softsign', 'Gelu'}))} as ops with TensorFlow kernels"
     if any(op in lowered for op in ("MaxPool", "AveragePool", "LpPool")):
         what += (f", {', '.join(sorted(set(lowered) & {'MaxPool', 'AveragePool', 'LpPool'}))} as Slices "
                  "combined one axis at a time")

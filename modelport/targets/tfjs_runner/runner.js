@@ -103,7 +103,11 @@ async function main() {
     }
   };
   // The same tensor may be two outputs (or an input): each is disposed once, after all are read.
-  const release = (outputs) => [...new Set(outputs)].forEach((t) => t.dispose());
+  // An output that is a constant of the graph is the model's own weight tensor: it stays.
+  const release = (outputs) => {
+    const owned = new Set(Object.values(model.weights || {}).flat());
+    [...new Set(outputs)].filter((t) => !owned.has(t)).forEach((t) => t.dispose());
+  };
 
   // An op wasm cannot run: the whole model again on the CPU backend, from now on.
   const run = async (header, body, nodes) => {
