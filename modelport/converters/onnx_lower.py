@@ -26,7 +26,8 @@ class _Builder:
     """Nodes and constants of one rewrite, named after the node they replace."""
 
     def __init__(self, model: Any, tag: str) -> None:
-        self.model, self.tag, self.nodes, self.count = model, tag, [], 0
+        self.model, self.tag, self.count = model, tag, 0
+        self.nodes: list[Any] = []
 
     def name(self, hint: str) -> str:
         self.count += 1
@@ -80,8 +81,12 @@ def _attributes(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _static(shape: list[int | None] | None) -> bool:
-    return shape is not None and all(isinstance(d, int) and d > 0 for d in shape)
+def _known_shapes(model: Any) -> dict[str, list[int]]:
+    """The shapes of the tensors whose every dim shape inference knows (the lowerings need them)."""
+    from .onnx_prepare import static_shapes
+
+    return {name: [d for d in shape if isinstance(d, int)] for name, shape in static_shapes(model).items()
+            if all(isinstance(d, int) and d > 0 for d in shape)}
 
 
 def _opset(model: Any) -> int:
@@ -139,7 +144,7 @@ def _lower_conv(b: _Builder, node: Any, x_shape: list[int], w_shape: list[int], 
     for offset in itertools.product(*[range(k) for k in kernel]):
         starts = [offset[i] * dilations[i] for i in range(rank)]
         stops = [starts[i] + (out[i] - 1) * strides[i] + 1 for i in range(rank)]
-        tap = b.op("Slice", [x, b.ints(starts, "starts"), b.ints(stops, "ends"), b.ints(range(2, rank + 2), "axes"),
+        tap = b.op("Slice", [x, b.ints(starts, "starts"), b.ints(stops, "ends"), b.ints(list(range(2, rank + 2)), "axes"),
                              b.ints(strides, "steps")])
         sliced.append(b.reshape(tap, [n, channels, 1, length]))
     patches = b.op("Concat", sliced, axis=2) if len(sliced) > 1 else sliced[0]
@@ -208,10 +213,8 @@ def _lower_conv_transpose(b: _Builder, node: Any, x_shape: list[int], w_shape: l
 
 def lower_dynamic_convolutions(model: Any) -> list[str]:
     """Conv and ConvTranspose whose weights are not constants, lowered (static shapes only)."""
-    from .onnx_prepare import static_shapes
-
     constants = {t.name for t in model.graph.initializer}
-    shapes, types = static_shapes(model), _elem_types(model)
+    shapes, types = _known_shapes(model), _elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         if node.op_type not in ("Conv", "ConvTranspose") or node.domain not in ("", "ai.onnx") \
@@ -219,7 +222,7 @@ def lower_dynamic_convolutions(model: Any) -> list[str]:
             nodes.append(node)
             continue
         x_shape, w_shape, out_shape = shapes.get(node.input[0]), shapes.get(node.input[1]), shapes.get(node.output[0])
-        if not (_static(x_shape) and _static(w_shape) and _static(out_shape)) or len(x_shape) not in (3, 4, 5) \
+        if not (x_shape is not None and w_shape is not None and out_shape is not None) or len(x_shape) not in (3, 4, 5) \
                 or not _is_float32(node.input[0], types):
             nodes.append(node)
             continue
@@ -276,11 +279,9 @@ def lower_resizes(model: Any) -> list[str]:
     """Resize (and Upsample) of a static-shape float32 tensor with constant scales or sizes, as one
     MatMul per resized axis. Not tf_crop_and_resize (an affine map, not a linear one) nor
     keep_aspect_ratio_policy other than stretch."""
-    from .onnx_prepare import static_shapes
-
     if _opset(model) < 11:  # Resize-10 takes (X, scales): not the inputs read here
         return []
-    shapes, types, constants = static_shapes(model), _elem_types(model), _constant_values(model)
+    shapes, types, constants = _known_shapes(model), _elem_types(model), _constant_values(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         attributes = _attributes(node)
@@ -292,7 +293,7 @@ def lower_resizes(model: Any) -> list[str]:
         scales_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
         sizes_name = node.input[3] if len(node.input) > 3 and node.input[3] else None
         if node.op_type != "Resize" or node.domain not in ("", "ai.onnx") or mode == "tf_crop_and_resize" \
-                or policy != "stretch" or not (_static(x_shape) and _static(out_shape)) \
+                or policy != "stretch" or not (x_shape is not None and out_shape is not None) \
                 or not _is_float32(node.input[0], types) or len(x_shape) != len(out_shape) \
                 or (scales_name and scales_name not in constants) or (sizes_name and sizes_name not in constants) \
                 or not (scales_name or sizes_name):
@@ -348,9 +349,7 @@ def lower_normalizations(model: Any) -> list[str]:
     InstanceNormalization scale that is a graph input fails)."""
     import numpy as np
 
-    from .onnx_prepare import static_shapes
-
-    shapes, types, opset = static_shapes(model), _elem_types(model), _opset(model)
+    shapes, types, opset = _known_shapes(model), _elem_types(model), _opset(model)
     constants = {t.name for t in model.graph.initializer}
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
@@ -429,7 +428,7 @@ def _cubic_coefficients(b: _Builder, t: str) -> list[str]:
 
 
 def _grid_sample_taps(b: _Builder, coordinate: str, size: int, mode: str, padding: str,
-                      align_corners: bool) -> list[tuple[str, str, str | None]]:
+                      align_corners: bool) -> list[tuple[str, str | None, str | None]]:
     """For one spatial axis: the (index, weight, in-range mask) of each tap, indices clamped into
     the axis; the mask is None where padding is not zeros."""
     import numpy as np
@@ -451,16 +450,15 @@ def _grid_sample_taps(b: _Builder, coordinate: str, size: int, mode: str, paddin
         x = b.op("Where", [outside, b.op("Clip", [x, f(0.0), f(float(size - 1))]), x])
     elif padding == "reflection":
         x = _reflect(b, x, low, high)
+    taps: list[tuple[str, str | None]]
     if mode == "nearest":
         positive = b.op("Greater", [x, f(0.0)])  # truncation toward zero, as the reference's astype
         taps = [(b.op("Where", [positive, b.op("Floor", [x]), b.op("Ceil", [x])]), None)]
     else:
         first = b.op("Floor", [x])
         t = b.op("Sub", [x, first])
-        if mode == "linear":
-            offsets, weights = (0, 1), [b.op("Sub", [f(1.0), t]), t]
-        else:
-            offsets, weights = (-1, 0, 1, 2), _cubic_coefficients(b, t)
+        offsets: tuple[int, ...] = (0, 1) if mode == "linear" else (-1, 0, 1, 2)
+        weights = [b.op("Sub", [f(1.0), t]), t] if mode == "linear" else _cubic_coefficients(b, t)
         taps = [(b.op("Add", [first, f(float(o))]), w) for o, w in zip(offsets, weights)]
     result = []
     for index, weight in taps:
@@ -481,15 +479,13 @@ def lower_grid_samples(model: Any) -> list[str]:
     arithmetic as the ONNX reference implementation."""
     import numpy as np
 
-    from .onnx_prepare import static_shapes
-
-    shapes, types = static_shapes(model), _elem_types(model)
+    shapes, types = _known_shapes(model), _elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         x_shape = shapes.get(node.input[0]) if node.input else None
         grid_shape = shapes.get(node.input[1]) if len(node.input) > 1 else None
-        if node.op_type != "GridSample" or node.domain not in ("", "ai.onnx") or not _static(x_shape) \
-                or not _static(grid_shape) or len(x_shape) not in (4, 5) or grid_shape[-1] != len(x_shape) - 2 \
+        if node.op_type != "GridSample" or node.domain not in ("", "ai.onnx") or x_shape is None \
+                or grid_shape is None or len(x_shape) not in (4, 5) or grid_shape[-1] != len(x_shape) - 2 \
                 or not _is_float32(node.input[0], types) or not _is_float32(node.input[1], types):
             nodes.append(node)
             continue
@@ -511,9 +507,11 @@ def lower_grid_samples(model: Any) -> list[str]:
             per_axis.append(_grid_sample_taps(b, coordinate, spatial[axis], mode, padding, align))
         flat = b.reshape(node.input[0], [n, channels, math.prod(spatial)])
         strides = [math.prod(spatial[axis + 1:]) for axis in range(rank)]
-        total = None
+        total: str | None = None
         for combination in itertools.product(*per_axis):
-            position, weight, mask = None, None, None
+            position: str | None = None
+            weight: str | None = None
+            mask: str | None = None
             for axis, (tap_index, tap_weight, tap_mask) in enumerate(combination):
                 term = b.op("Mul", [tap_index, b.const(np.array(float(strides[axis]), np.float32), "stride")])
                 position = term if position is None else b.op("Add", [position, term])
@@ -521,6 +519,7 @@ def lower_grid_samples(model: Any) -> list[str]:
                     weight = tap_weight if weight is None else b.op("Mul", [weight, tap_weight])
                 if tap_mask is not None:
                     mask = tap_mask if mask is None else b.op("Mul", [mask, tap_mask])
+            assert position is not None  # (a grid has at least one axis)
             positions = b.op("Cast", [b.reshape(position, [n, 1, points])], to=7)
             positions = b.op("Expand", [positions, b.ints([n, channels, points], "shape")])
             value = b.op("GatherElements", [flat, positions], axis=2)
@@ -528,6 +527,7 @@ def lower_grid_samples(model: Any) -> list[str]:
             if factor is not None:
                 value = b.op("Mul", [value, b.reshape(factor, [n, 1, points])])
             total = value if total is None else b.op("Add", [total, value])
+        assert total is not None
         b.reshape(total, [n, channels, *out], node.output[0])
         nodes.extend(b.nodes)
         changed.append("GridSample")
@@ -540,9 +540,7 @@ def lower_small_ops(model: Any) -> list[str]:
     float Mod with fmod=1 as x - y * trunc(x / y) (onnx2tf takes the divisor's sign)."""
     import numpy as np
 
-    from .onnx_prepare import static_shapes
-
-    shapes, types = static_shapes(model), _elem_types(model)
+    shapes, types = _known_shapes(model), _elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         attributes = _attributes(node)
@@ -708,10 +706,8 @@ def lower_recurrent(model: Any) -> list[str]:
     """LSTM, GRU and RNN whose weights are not constants, unrolled over their (static, at most
     256) time steps into MatMuls and the ONNX equations' activations: onnx2tf builds Keras RNN
     layers from constant weights only. Default activations only, no clip, no sequence_lens."""
-    from .onnx_prepare import static_shapes
-
     constants = {t.name for t in model.graph.initializer}
-    shapes, types = static_shapes(model), _elem_types(model)
+    shapes, types = _known_shapes(model), _elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         attributes = _attributes(node)
@@ -719,7 +715,7 @@ def lower_recurrent(model: Any) -> list[str]:
         activations = [a.decode() if isinstance(a, bytes) else a for a in attributes.get("activations", [])]
         directions = 2 if attributes.get("direction") in (b"bidirectional", "bidirectional") else 1
         if node.op_type not in _GATES or node.domain not in ("", "ai.onnx") or len(node.input) < 3 \
-                or (node.input[1] in constants and node.input[2] in constants) or not _static(x_shape) \
+                or (node.input[1] in constants and node.input[2] in constants) or x_shape is None \
                 or len(x_shape) != 3 or "hidden_size" not in attributes or not _is_float32(node.input[0], types) \
                 or (activations and activations != _DEFAULT_ACTIVATIONS[node.op_type] * directions) \
                 or "clip" in attributes or attributes.get("input_forget", 0) \
@@ -740,9 +736,7 @@ def lower_hardmax(model: Any) -> list[str]:
     layout on rank-3 inputs. Static axis size only."""
     import numpy as np
 
-    from .onnx_prepare import static_shapes
-
-    shapes, types = static_shapes(model), _elem_types(model)
+    shapes, types = _known_shapes(model), _elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         shape = shapes.get(node.input[0]) if node.input else None
@@ -768,9 +762,7 @@ def lower_for_tensorflow_kernels(model: Any) -> list[str]:
     bias were tried too: onnx2tf converts the rewrites to wrong numbers, or TF.js still does.)"""
     import numpy as np
 
-    from .onnx_prepare import static_shapes
-
-    shapes, types = static_shapes(model), _elem_types(model)
+    shapes, types = _known_shapes(model), _elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         shape = shapes.get(node.input[0]) if node.input else None
@@ -801,15 +793,13 @@ def lower_rms_normalization(model: Any) -> list[str]:
     broadcast from a lower rank). Runs before expansion, so that body never replaces it."""
     import numpy as np
 
-    from .onnx_prepare import static_shapes
-
-    shapes, types, opset = static_shapes(model), _elem_types(model), _opset(model)
+    shapes, types, opset = _known_shapes(model), _elem_types(model), _opset(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         shape = shapes.get(node.input[0]) if node.input else None
         scale_shape = shapes.get(node.input[1]) if len(node.input) > 1 else None
         attributes = _attributes(node)
-        if node.op_type != "RMSNormalization" or node.domain not in ("", "ai.onnx") or not _static(shape)                 or scale_shape is None or not _is_float32(node.input[0], types) or opset < 18:
+        if node.op_type != "RMSNormalization" or node.domain not in ("", "ai.onnx") or shape is None                 or scale_shape is None or not _is_float32(node.input[0], types) or opset < 18:
             nodes.append(node)
             continue
         rank = len(shape)
@@ -831,14 +821,12 @@ def lower_group_normalization(model: Any) -> list[str]:
     over the last axis, a reshape back and a full-rank per-channel scale and bias: onnx2tf 1.29
     converts ONNX's own function body for it (a rank-5 reshape, a rank-3 broadcast of the scale)
     to wrong numbers. Runs before expansion, so that body never replaces it."""
-    from .onnx_prepare import static_shapes
-
-    shapes, types, opset = static_shapes(model), _elem_types(model), _opset(model)
+    shapes, types, opset = _known_shapes(model), _elem_types(model), _opset(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         shape = shapes.get(node.input[0]) if node.input else None
         attributes = _attributes(node)
-        if node.op_type != "GroupNormalization" or node.domain not in ("", "ai.onnx") or not _static(shape) \
+        if node.op_type != "GroupNormalization" or node.domain not in ("", "ai.onnx") or shape is None \
                 or len(shape) < 3 or not _is_float32(node.input[0], types) or opset < 18:
             nodes.append(node)
             continue
@@ -889,9 +877,7 @@ def lower_pooling(model: Any) -> list[str]:
     ones too). onnx2tf changes the output shape of dilated and SAME_LOWER pooling."""
     import numpy as np
 
-    from .onnx_prepare import static_shapes
-
-    shapes, types = static_shapes(model), _elem_types(model)
+    shapes, types = _known_shapes(model), _elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         shape = shapes.get(node.input[0]) if node.input else None
@@ -899,7 +885,7 @@ def lower_pooling(model: Any) -> list[str]:
         attributes = _attributes(node)
         kernel = list(attributes.get("kernel_shape", []))
         if node.op_type not in ("MaxPool", "AveragePool", "LpPool") or node.domain not in ("", "ai.onnx") \
-                or not _static(shape) or not _static(out_shape) or len(shape) < 3 or len(kernel) != len(shape) - 2 \
+                or shape is None or out_shape is None or len(shape) < 3 or len(kernel) != len(shape) - 2 \
                 or (len(node.output) > 1 and node.output[1]) or attributes.get("storage_order", 0) \
                 or max(kernel) > _MAX_POOL_TAPS or not _is_float32(node.input[0], types):
             nodes.append(node)
