@@ -81,10 +81,19 @@ def _attributes(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def static_shapes(model: Any) -> dict[str, list[int | None]]:
+    """Every tensor's shape as shape inference and the initializers give it (None: a dynamic dim)."""
+    onnx = require("onnx")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
+              if v.type.tensor_type.HasField("shape")}
+    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    return shapes
+
+
 def _known_shapes(model: Any) -> dict[str, list[int]]:
     """The shapes of the tensors whose every dim shape inference knows (the lowerings need them)."""
-    from .onnx_prepare import static_shapes
-
     return {name: [d for d in shape if isinstance(d, int)] for name, shape in static_shapes(model).items()
             if all(isinstance(d, int) and d > 0 for d in shape)}
 

@@ -25,7 +25,7 @@ from ..artifact import Artifact
 from ..errors import ConversionFailed
 from .onnx_lower import (lower_dynamic_convolutions, lower_for_tensorflow_kernels, lower_grid_samples,
                          lower_group_normalization, lower_hardmax, lower_normalizations, lower_pooling, lower_recurrent,
-                         lower_resizes, lower_rms_normalization, lower_small_ops, replace_nodes)
+                         lower_resizes, lower_rms_normalization, lower_small_ops, replace_nodes, static_shapes)
 
 _EXPANDED_DOMAIN = "modelport.expanded"
 _CONTROL_FLOW = {"Loop", "If", "Scan"}
@@ -153,17 +153,6 @@ def split_variadic_sums(model: Any) -> int:
             nodes.append(helper.make_node("Add", [total, addend], [out], name=f"{node.name or 'Sum'}__add{index}"))
             total = out
     return len(replace_nodes(model, nodes, ["Sum"] * changed))
-
-
-def static_shapes(model: Any) -> dict[str, list[int | None]]:
-    """Every tensor's shape as shape inference and the initializers give it (None: a dynamic dim)."""
-    onnx = require("onnx")
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-              for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
-              if v.type.tensor_type.HasField("shape")}
-    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
-    return shapes
 
 
 def reverse_select_last_index(model: Any) -> list[str]:

@@ -294,3 +294,25 @@ def test_a_form_that_converts_to_wrong_numbers_hands_over_to_the_next(tmp_path):
     said = json.dumps(entry["conversion"])
     assert "Mod as simpler ops" in said and "onnx2tf failed on the graph as given" in said, said
     assert not list((tmp_path / "out" / "savedmodel").glob(".form-*"))  # the other forms' stages are gone
+
+
+@pytest.mark.slow
+def test_a_cubic_resize_with_constant_scales_reaches_tflite_and_savedmodel_with_its_numbers(tmp_path):
+    """onnx2tf 1.29 converts a cubic Resize to numbers that drift from ONNX's (another cubic
+    kernel), onnx2tf 2.x writes it as a CUSTOM op: the lowered form (one MatMul per axis) is the one
+    delivered, and validation on LiteRT and TensorFlow passes."""
+    scales = numpy_helper.from_array(np.array([1.0, 1.0, 1.6, 0.7], np.float32), "scales")
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="cubic")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 10, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 8])],
+                              initializer=[scales])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9),
+              str(tmp_path / "resize.onnx"))
+    result = run_cli("convert", str(tmp_path / "resize.onnx"), "--to", "tflite,savedmodel", "-o",
+                     str(tmp_path / "out"), "--report", str(tmp_path / "report.json"))
+    assert result.returncode == 0, result.stderr
+    for entry in json.loads((tmp_path / "report.json").read_text())["targets"]:
+        assert entry["status"] == "passed", entry
+        assert entry["numeric"]["outputs"][0]["max_abs_diff"] < 1e-4
+        said = json.dumps(entry["conversion"])
+        assert "Resize lowered to one MatMul per resized axis" in said, said
