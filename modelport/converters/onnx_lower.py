@@ -11,6 +11,9 @@ them. Each computes what the op computes (to float rounding), on static shapes o
 - **Resize** (cubic, antialiased, or any mode a converter gets wrong): per resized axis, one
   MatMul with the interpolation matrix, which onnxruntime computes for that axis alone (Resize is
   linear and separable per axis in every mode but tf_crop_and_resize, which is not lowered).
+
+GridSample's lowering is in onnx_lower_grid.py, the recurrent ops' unrolling in onnx_lower_rnn.py;
+this module holds the builder they share.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from .._lazy import require
 
 
-class _Builder:
+class Builder:
     """Nodes and constants of one rewrite, named after the node they replace."""
 
     def __init__(self, model: Any, tag: str) -> None:
@@ -75,7 +78,7 @@ def replace_nodes(model: Any, nodes: list, changed: list[str]) -> list[str]:
     return changed
 
 
-def _attributes(node: Any) -> dict[str, Any]:
+def node_attributes(node: Any) -> dict[str, Any]:
     from onnx import helper
 
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -92,7 +95,7 @@ def static_shapes(model: Any) -> dict[str, list[int | None]]:
     return shapes
 
 
-def _known_shapes(model: Any) -> dict[str, list[int]]:
+def known_shapes(model: Any) -> dict[str, list[int]]:
     """The shapes of the tensors whose every dim shape inference knows (the lowerings need them)."""
     return {name: [d for d in shape if isinstance(d, int)] for name, shape in static_shapes(model).items()
             if all(isinstance(d, int) and d > 0 for d in shape)}
@@ -102,13 +105,13 @@ def _opset(model: Any) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def _is_float32(name: str, types: dict[str, int]) -> bool:
+def is_float32(name: str, types: dict[str, int]) -> bool:
     from onnx import TensorProto
 
     return types.get(name) == TensorProto.FLOAT
 
 
-def _elem_types(model: Any) -> dict[str, int]:
+def elem_types(model: Any) -> dict[str, int]:
     onnx = require("onnx")
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {v.name: v.type.tensor_type.elem_type
@@ -124,7 +127,7 @@ def _same_pads(size: int, kernel: int, stride: int, dilation: int, auto_pad: str
     return (small, large) if auto_pad == "SAME_UPPER" else (large, small)
 
 
-def _lower_conv(b: _Builder, node: Any, x_shape: list[int], w_shape: list[int], attributes: dict[str, Any],
+def _lower_conv(b: Builder, node: Any, x_shape: list[int], w_shape: list[int], attributes: dict[str, Any],
                 output: str) -> None:
     """Conv as tap Slices + one grouped MatMul (see the module docstring)."""
     rank = len(x_shape) - 2
@@ -184,7 +187,7 @@ def _transpose_pads(spatial: list[int], kernel: list[int], strides: list[int], d
     return begins
 
 
-def _lower_conv_transpose(b: _Builder, node: Any, x_shape: list[int], w_shape: list[int], out_shape: list[int],
+def _lower_conv_transpose(b: Builder, node: Any, x_shape: list[int], w_shape: list[int], out_shape: list[int],
                           attributes: dict[str, Any], output: str) -> tuple[Any, list[int], list[int]]:
     """ConvTranspose as a Conv over the input zero-stuffed and cropped (see the module docstring).
     Returns the Conv node (still to be lowered) with its input and weight shapes."""
@@ -223,7 +226,7 @@ def _lower_conv_transpose(b: _Builder, node: Any, x_shape: list[int], w_shape: l
 def lower_dynamic_convolutions(model: Any) -> list[str]:
     """Conv and ConvTranspose whose weights are not constants, lowered (static shapes only)."""
     constants = {t.name for t in model.graph.initializer}
-    shapes, types = _known_shapes(model), _elem_types(model)
+    shapes, types = known_shapes(model), elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         if node.op_type not in ("Conv", "ConvTranspose") or node.domain not in ("", "ai.onnx") \
@@ -232,15 +235,15 @@ def lower_dynamic_convolutions(model: Any) -> list[str]:
             continue
         x_shape, w_shape, out_shape = shapes.get(node.input[0]), shapes.get(node.input[1]), shapes.get(node.output[0])
         if not (x_shape is not None and w_shape is not None and out_shape is not None) or len(x_shape) not in (3, 4, 5) \
-                or not _is_float32(node.input[0], types):
+                or not is_float32(node.input[0], types):
             nodes.append(node)
             continue
-        b = _Builder(model, f"{node.name or node.op_type}__lowered{index}")
-        attributes = _attributes(node)
+        b = Builder(model, f"{node.name or node.op_type}__lowered{index}")
+        attributes = node_attributes(node)
         if node.op_type == "ConvTranspose":
             conv, conv_x, conv_w = _lower_conv_transpose(b, node, x_shape, w_shape, out_shape, attributes,
                                                          node.output[0])
-            _lower_conv(b, conv, conv_x, conv_w, _attributes(conv), node.output[0])
+            _lower_conv(b, conv, conv_x, conv_w, node_attributes(conv), node.output[0])
         else:
             _lower_conv(b, node, x_shape, w_shape, attributes, node.output[0])
         nodes.extend(b.nodes)
@@ -290,10 +293,10 @@ def lower_resizes(model: Any) -> list[str]:
     keep_aspect_ratio_policy other than stretch."""
     if _opset(model) < 11:  # Resize-10 takes (X, scales): not the inputs read here
         return []
-    shapes, types, constants = _known_shapes(model), _elem_types(model), _constant_values(model)
+    shapes, types, constants = known_shapes(model), elem_types(model), _constant_values(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
-        attributes = _attributes(node)
+        attributes = node_attributes(node)
         mode = attributes.get("coordinate_transformation_mode", b"half_pixel")
         mode = mode.decode() if isinstance(mode, bytes) else mode
         policy = attributes.get("keep_aspect_ratio_policy", b"stretch")
@@ -303,7 +306,7 @@ def lower_resizes(model: Any) -> list[str]:
         sizes_name = node.input[3] if len(node.input) > 3 and node.input[3] else None
         if node.op_type != "Resize" or node.domain not in ("", "ai.onnx") or mode == "tf_crop_and_resize" \
                 or policy != "stretch" or not (x_shape is not None and out_shape is not None) \
-                or not _is_float32(node.input[0], types) or len(x_shape) != len(out_shape) \
+                or not is_float32(node.input[0], types) or len(x_shape) != len(out_shape) \
                 or (scales_name and scales_name not in constants) or (sizes_name and sizes_name not in constants) \
                 or not (scales_name or sizes_name):
             nodes.append(node)
@@ -312,7 +315,7 @@ def lower_resizes(model: Any) -> list[str]:
         axes = [a % rank for a in attributes.get("axes", range(rank))]
         scales = dict(zip(axes, constants[scales_name].tolist())) if scales_name and constants[scales_name].size \
             else None
-        b = _Builder(model, f"{node.name or 'Resize'}__lowered{index}")
+        b = Builder(model, f"{node.name or 'Resize'}__lowered{index}")
         try:
             x, shape = node.input[0], list(x_shape)
             for axis in range(rank):
@@ -334,13 +337,13 @@ def lower_resizes(model: Any) -> list[str]:
     return replace_nodes(model, nodes, changed)
 
 
-def _reduce_mean(b: _Builder, tensor: str, axes: list[int], opset: int) -> str:
+def _reduce_mean(b: Builder, tensor: str, axes: list[int], opset: int) -> str:
     if opset >= 18:
         return b.op("ReduceMean", [tensor, b.ints(axes, "axes")], keepdims=1)
     return b.op("ReduceMean", [tensor], axes=axes, keepdims=1)
 
 
-def _normalized(b: _Builder, x: str, axes: list[int], epsilon: float, opset: int) -> tuple[str, str, str]:
+def _normalized(b: Builder, x: str, axes: list[int], epsilon: float, opset: int) -> tuple[str, str, str]:
     """(x - mean) / sqrt(var + epsilon) over AXES, with the mean and the (population) variance."""
     import numpy as np
 
@@ -358,21 +361,21 @@ def lower_normalizations(model: Any) -> list[str]:
     InstanceNormalization scale that is a graph input fails)."""
     import numpy as np
 
-    shapes, types, opset = _known_shapes(model), _elem_types(model), _opset(model)
+    shapes, types, opset = known_shapes(model), elem_types(model), _opset(model)
     constants = {t.name for t in model.graph.initializer}
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
-        attributes = _attributes(node)
+        attributes = node_attributes(node)
         x_shape = shapes.get(node.input[0]) if node.input else None
         training = node.op_type == "BatchNormalization" and attributes.get("training_mode", 0) == 1
         instance = node.op_type == "InstanceNormalization" and any(
             name not in constants for name in node.input[1:3])
         if not (training or instance) or node.domain not in ("", "ai.onnx") or x_shape is None \
-                or len(x_shape) < 2 or not _is_float32(node.input[0], types) or opset < 13:
+                or len(x_shape) < 2 or not is_float32(node.input[0], types) or opset < 13:
             nodes.append(node)
             continue
         rank = len(x_shape)
-        b = _Builder(model, f"{node.name or node.op_type}__lowered{index}")
+        b = Builder(model, f"{node.name or node.op_type}__lowered{index}")
         per_channel = [1, x_shape[1] or -1, *([1] * (rank - 2))]  # full rank: onnx2tf broadcasts it channel-last
         axes = [0, *range(2, rank)] if training else list(range(2, rank))
         epsilon = float(attributes.get("epsilon", 1e-5))
@@ -392,169 +395,18 @@ def lower_normalizations(model: Any) -> list[str]:
     return replace_nodes(model, nodes, changed)
 
 
-def _reflect(b: _Builder, v: str, low: float, high: float) -> str:
-    """GridSample's reflection of coordinates V into [LOW, HIGH] (the ONNX reference's
-    _gs_reflect): by the near border, back and forth, as often as it takes."""
-    import numpy as np
-
-    def f(value: float) -> str:
-        return b.const(np.array(value, np.float32), "f")
-
-    span = high - low
-    if span <= 0:
-        return b.op("Add", [b.op("Mul", [v, f(0.0)]), f(low)])
-    below, above = b.op("Less", [v, f(low)]), b.op("Greater", [v, f(high)])
-    distance = b.op("Where", [below, b.op("Sub", [f(low), v]), b.op("Sub", [v, f(high)])])
-    distance = b.op("Max", [distance, f(0.0)])
-    folds = b.op("Floor", [b.op("Div", [distance, f(span)])])
-    rest = b.op("Sub", [distance, b.op("Mul", [folds, f(span)])])
-    even = b.op("Equal", [b.op("Mul", [b.op("Floor", [b.op("Div", [folds, f(2.0)])]), f(2.0)]), folds])
-    from_low, from_high = b.op("Add", [f(low), rest]), b.op("Sub", [f(high), rest])
-    reflected_below = b.op("Where", [even, from_low, from_high])
-    reflected_above = b.op("Where", [even, from_high, from_low])
-    return b.op("Where", [below, reflected_below, b.op("Where", [above, reflected_above, v])])
-
-
-def _cubic_coefficients(b: _Builder, t: str) -> list[str]:
-    """Keys' cubic convolution weights (A = -0.75) of the four taps around a point at offset T in [0, 1)."""
-    import numpy as np
-
-    a = -0.75
-
-    def f(value: float) -> str:
-        return b.const(np.array(value, np.float32), "f")
-
-    def near(x: str) -> str:  # |x| <= 1: ((a + 2) x - (a + 3)) x^2 + 1
-        inner = b.op("Sub", [b.op("Mul", [f(a + 2), x]), f(a + 3)])
-        return b.op("Add", [b.op("Mul", [b.op("Mul", [inner, x]), x]), f(1.0)])
-
-    def far(x: str) -> str:  # 1 < |x| < 2: ((a x - 5a) x + 8a) x - 4a
-        inner = b.op("Add", [b.op("Mul", [b.op("Sub", [b.op("Mul", [f(a), x]), f(5 * a)]), x]), f(8 * a)])
-        return b.op("Sub", [b.op("Mul", [inner, x]), f(4 * a)])
-
-    one_minus = b.op("Sub", [f(1.0), t])
-    return [far(b.op("Add", [t, f(1.0)])), near(t), near(one_minus), far(b.op("Sub", [f(2.0), t]))]
-
-
-def _grid_sample_taps(b: _Builder, coordinate: str, size: int, mode: str, padding: str,
-                      align_corners: bool) -> list[tuple[str, str | None, str | None]]:
-    """For one spatial axis: the (index, weight, in-range mask) of each tap, indices clamped into
-    the axis; the mask is None where padding is not zeros."""
-    import numpy as np
-
-    def f(value: float) -> str:
-        return b.const(np.array(value, np.float32), "f")
-
-    if align_corners:
-        x = b.op("Mul", [b.op("Add", [coordinate, f(1.0)]), f((size - 1) / 2.0)])
-        low, high = 0.0, float(size - 1)
-    else:
-        x = b.op("Div", [b.op("Sub", [b.op("Mul", [b.op("Add", [coordinate, f(1.0)]), f(float(size))]), f(1.0)]),
-                         f(2.0)])
-        low, high = -0.5, size - 0.5
-    if mode == "nearest":
-        x = b.op("Round", [x])  # half to even, as the reference's np.rint
-    if padding == "border" and mode != "cubic":  # (onnxruntime clamps a cubic sample's taps only)
-        outside = b.op("Or", [b.op("Less", [x, f(low)]), b.op("Greater", [x, f(high)])])
-        x = b.op("Where", [outside, b.op("Clip", [x, f(0.0), f(float(size - 1))]), x])
-    elif padding == "reflection":
-        x = _reflect(b, x, low, high)
-    taps: list[tuple[str, str | None]]
-    if mode == "nearest":
-        positive = b.op("Greater", [x, f(0.0)])  # truncation toward zero, as the reference's astype
-        taps = [(b.op("Where", [positive, b.op("Floor", [x]), b.op("Ceil", [x])]), None)]
-    else:
-        first = b.op("Floor", [x])
-        t = b.op("Sub", [x, first])
-        offsets: tuple[int, ...] = (0, 1) if mode == "linear" else (-1, 0, 1, 2)
-        weights = [b.op("Sub", [f(1.0), t]), t] if mode == "linear" else _cubic_coefficients(b, t)
-        taps = [(b.op("Add", [first, f(float(o))]), w) for o, w in zip(offsets, weights)]
-    result = []
-    for index, weight in taps:
-        mask = None
-        if padding == "zeros":
-            inside = b.op("And", [b.op("GreaterOrEqual", [index, f(0.0)]), b.op("LessOrEqual", [index, f(size - 1.0)])])
-            mask = b.op("Cast", [inside], to=1)
-        elif padding == "reflection":
-            index = b.op("Floor", [_reflect(b, index, low, high)])
-        result.append((b.op("Clip", [index, f(0.0), f(float(size - 1))]), weight, mask))
-    return result
-
-
-def lower_grid_samples(model: Any) -> list[str]:
-    """GridSample (2-D and volumetric, every mode and padding) of static shapes, as per-axis tap
-    indices and weights, one GatherElements per combination of taps: onnx2tf 1.29 fails on it or
-    changes its layout, onnx2tf 2.x has no builtin for cubic or volumetric sampling. The same
-    arithmetic as the ONNX reference implementation."""
-    import numpy as np
-
-    shapes, types = _known_shapes(model), _elem_types(model)
-    nodes, changed = [], []
-    for index, node in enumerate(model.graph.node):
-        x_shape = shapes.get(node.input[0]) if node.input else None
-        grid_shape = shapes.get(node.input[1]) if len(node.input) > 1 else None
-        if node.op_type != "GridSample" or node.domain not in ("", "ai.onnx") or x_shape is None \
-                or grid_shape is None or len(x_shape) not in (4, 5) or grid_shape[-1] != len(x_shape) - 2 \
-                or not _is_float32(node.input[0], types) or not _is_float32(node.input[1], types):
-            nodes.append(node)
-            continue
-        attributes = _attributes(node)
-        text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attributes.items()}
-        mode = {"bilinear": "linear", "bicubic": "cubic"}.get(text.get("mode", "linear"), text.get("mode", "linear"))
-        padding, align = text.get("padding_mode", "zeros"), bool(attributes.get("align_corners", 0))
-        if mode not in ("nearest", "linear", "cubic") or padding not in ("zeros", "border", "reflection"):
-            nodes.append(node)
-            continue
-        b = _Builder(model, f"{node.name or 'GridSample'}__lowered{index}")
-        n, channels, spatial = x_shape[0], x_shape[1], x_shape[2:]
-        out, rank = grid_shape[1:-1], len(spatial)
-        points = math.prod(out)
-        grid = b.reshape(node.input[1], [n, points, rank])
-        per_axis = []
-        for axis in range(rank):  # the grid's last component is the first spatial axis
-            coordinate = b.op("Gather", [grid, b.const(np.array(rank - 1 - axis, np.int64), "component")], axis=2)
-            per_axis.append(_grid_sample_taps(b, coordinate, spatial[axis], mode, padding, align))
-        flat = b.reshape(node.input[0], [n, channels, math.prod(spatial)])
-        strides = [math.prod(spatial[axis + 1:]) for axis in range(rank)]
-        total: str | None = None
-        for combination in itertools.product(*per_axis):
-            position: str | None = None
-            weight: str | None = None
-            mask: str | None = None
-            for axis, (tap_index, tap_weight, tap_mask) in enumerate(combination):
-                term = b.op("Mul", [tap_index, b.const(np.array(float(strides[axis]), np.float32), "stride")])
-                position = term if position is None else b.op("Add", [position, term])
-                if tap_weight is not None:
-                    weight = tap_weight if weight is None else b.op("Mul", [weight, tap_weight])
-                if tap_mask is not None:
-                    mask = tap_mask if mask is None else b.op("Mul", [mask, tap_mask])
-            assert position is not None  # (a grid has at least one axis)
-            positions = b.op("Cast", [b.reshape(position, [n, 1, points])], to=7)
-            positions = b.op("Expand", [positions, b.ints([n, channels, points], "shape")])
-            value = b.op("GatherElements", [flat, positions], axis=2)
-            factor = weight if mask is None else (mask if weight is None else b.op("Mul", [weight, mask]))
-            if factor is not None:
-                value = b.op("Mul", [value, b.reshape(factor, [n, 1, points])])
-            total = value if total is None else b.op("Add", [total, value])
-        assert total is not None
-        b.reshape(total, [n, channels, *out], node.output[0])
-        nodes.extend(b.nodes)
-        changed.append("GridSample")
-    return replace_nodes(model, nodes, changed)
-
-
 def lower_small_ops(model: Any) -> list[str]:
     """Split into uneven parts by `num_outputs` (onnx2tf's tf.split wants equal parts) as one
     Slice per part, IsInf as comparisons with the infinities (onnx2tf 1.29 fails on it), and a
     float Mod with fmod=1 as x - y * trunc(x / y) (onnx2tf takes the divisor's sign)."""
     import numpy as np
 
-    shapes, types = _known_shapes(model), _elem_types(model)
+    shapes, types = known_shapes(model), elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
-        attributes = _attributes(node)
+        attributes = node_attributes(node)
         shape = shapes.get(node.input[0]) if node.input else None
-        b = _Builder(model, f"{node.name or node.op_type}__lowered{index}")
+        b = Builder(model, f"{node.name or node.op_type}__lowered{index}")
         if node.domain not in ("", "ai.onnx"):
             nodes.append(node)
             continue
@@ -569,12 +421,12 @@ def lower_small_ops(model: Any) -> list[str]:
                 if output:
                     b.op("Slice", [node.input[0], b.ints([part * chunk], "starts"),
                                    b.ints([min(size, (part + 1) * chunk)], "ends"), b.ints([axis], "axes")], output)
-        elif node.op_type == "Mod" and attributes.get("fmod", 0) == 1 and _is_float32(node.input[0], types):
+        elif node.op_type == "Mod" and attributes.get("fmod", 0) == 1 and is_float32(node.input[0], types):
             # C's fmod: the remainder takes the dividend's sign (x - y * trunc(x / y))
             quotient = b.op("Div", [node.input[0], node.input[1]])
             truncated = b.op("Mul", [b.op("Sign", [quotient]), b.op("Floor", [b.op("Abs", [quotient])])])
             b.op("Sub", [node.input[0], b.op("Mul", [node.input[1], truncated])], node.output[0])
-        elif node.op_type == "IsInf" and _is_float32(node.input[0], types):
+        elif node.op_type == "IsInf" and is_float32(node.input[0], types):
             found = []
             for attribute, value in (("detect_positive", np.inf), ("detect_negative", -np.inf)):
                 if attributes.get(attribute, 1):
@@ -593,169 +445,23 @@ def lower_small_ops(model: Any) -> list[str]:
     return replace_nodes(model, nodes, changed)
 
 
-_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
-_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
-_MAX_UNROLLED_STEPS = 256
-
-
-def _recurrent_step(b: _Builder, kind: str, projected: str, hidden: str, cell: str | None, recurrent_t: str,
-                    recurrent_bias: str | None, peephole: list[str] | None, size: int,
-                    linear_before_reset: bool) -> tuple[str, str | None]:
-    """One time step of the ONNX LSTM/GRU/RNN equations (default activations): the new hidden
-    state (and LSTM's cell). PROJECTED is the input's projection plus its bias for this step."""
-    import numpy as np
-
-    def gate(tensor: str, k: int) -> str:
-        return b.op("Slice", [tensor, b.ints([k * size], "starts"), b.ints([(k + 1) * size], "ends"),
-                              b.ints([-1], "axes")])  # the gates lie along the last axis
-
-    def add_bias(tensor: str) -> str:
-        return b.op("Add", [tensor, recurrent_bias]) if recurrent_bias else tensor
-
-    if kind == "GRU":
-        from_hidden = add_bias(b.op("MatMul", [hidden, recurrent_t]))
-        z = b.op("Sigmoid", [b.op("Add", [gate(projected, 0), gate(from_hidden, 0)])])
-        r = b.op("Sigmoid", [b.op("Add", [gate(projected, 1), gate(from_hidden, 1)])])
-        if linear_before_reset:
-            candidate_hidden = b.op("Mul", [r, gate(from_hidden, 2)])
-        else:
-            candidate_hidden = b.op("MatMul", [b.op("Mul", [r, hidden]), gate(recurrent_t, 2)])  # Rh^T: [H, H]
-            if recurrent_bias:
-                candidate_hidden = b.op("Add", [candidate_hidden, gate(recurrent_bias, 2)])
-        candidate = b.op("Tanh", [b.op("Add", [gate(projected, 2), candidate_hidden])])
-        one = b.const(np.array(1.0, np.float32), "one")
-        kept = b.op("Mul", [z, hidden])
-        return b.op("Add", [b.op("Mul", [b.op("Sub", [one, z]), candidate]), kept]), None
-    gates = b.op("Add", [projected, add_bias(b.op("MatMul", [hidden, recurrent_t]))])
-    if kind == "RNN":
-        return b.op("Tanh", [gates]), None
-    assert cell is not None
-    i, o, f, c = (gate(gates, k) for k in range(4))
-    if peephole:
-        i = b.op("Add", [i, b.op("Mul", [peephole[0], cell])])
-        f = b.op("Add", [f, b.op("Mul", [peephole[2], cell])])
-    new_cell = b.op("Add", [b.op("Mul", [b.op("Sigmoid", [f]), cell]),
-                            b.op("Mul", [b.op("Sigmoid", [i]), b.op("Tanh", [c])])])
-    if peephole:
-        o = b.op("Add", [o, b.op("Mul", [peephole[1], new_cell])])
-    return b.op("Mul", [b.op("Sigmoid", [o]), b.op("Tanh", [new_cell])]), new_cell
-
-
-def _lower_recurrent(b: _Builder, node: Any, x_shape: list[int], attributes: dict[str, Any]) -> None:
-    import numpy as np
-
-    kind, size = node.op_type, int(attributes["hidden_size"])
-    batch_first = int(attributes.get("layout", 0)) == 1
-    steps, batch = (x_shape[1], x_shape[0]) if batch_first else (x_shape[0], x_shape[1])
-    direction = attributes.get("direction", b"forward")
-    direction = direction.decode() if isinstance(direction, bytes) else direction
-    directions = 2 if direction == "bidirectional" else 1
-    optional = list(node.input) + [""] * (8 - len(node.input))
-    x = b.op("Transpose", [node.input[0]], perm=[1, 0, 2]) if batch_first else node.input[0]
-    for state in (5, 6):  # batch-first initial states: [B, D, H]
-        if batch_first and optional[state]:
-            optional[state] = b.op("Transpose", [optional[state]], perm=[1, 0, 2])
-    gates = _GATES[kind]
-    final_h, final_c, sequences = [], [], []
-    for d in range(directions):
-        reverse = direction == "reverse" or d == 1
-        pick = b.ints([d], "direction")
-
-        def of_direction(name: str, shape: list[int]) -> str:
-            return b.reshape(b.op("Gather", [name, pick], axis=0), shape)
-
-        w_t = b.op("Transpose", [of_direction(node.input[1], [gates * size, x_shape[2]])], perm=[1, 0])
-        r_t = b.op("Transpose", [of_direction(node.input[2], [gates * size, size])], perm=[1, 0])
-        input_bias = recurrent_bias = None
-        if optional[3]:
-            bias = of_direction(optional[3], [2 * gates * size])
-            input_bias = b.op("Slice", [bias, b.ints([0], "s"), b.ints([gates * size], "e"), b.ints([0], "a")])
-            recurrent_bias = b.op("Slice", [bias, b.ints([gates * size], "s"), b.ints([2 * gates * size], "e"),
-                                            b.ints([0], "a")])
-        projected = b.op("MatMul", [x, w_t])  # [T, B, G*H]
-        if input_bias:
-            projected = b.op("Add", [projected, input_bias])
-        zeros = b.const(np.zeros((batch, size), np.float32), "zeros")
-        hidden = of_direction(optional[5], [batch, size]) if optional[5] else zeros
-        cell = (of_direction(optional[6], [batch, size]) if optional[6] else zeros) if kind == "LSTM" else None
-        peephole = None
-        if kind == "LSTM" and optional[7]:
-            p = of_direction(optional[7], [3 * size])
-            peephole = [b.op("Slice", [p, b.ints([k * size], "s"), b.ints([(k + 1) * size], "e"), b.ints([0], "a")])
-                        for k in range(3)]
-        outputs: dict[int, str] = {}
-        for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-            step = b.reshape(b.op("Slice", [projected, b.ints([t], "s"), b.ints([t + 1], "e"), b.ints([0], "a")]),
-                             [batch, gates * size])
-            hidden, cell = _recurrent_step(b, kind, step, hidden, cell, r_t, recurrent_bias, peephole, size,
-                                           bool(attributes.get("linear_before_reset", 0)))
-            outputs[t] = b.reshape(hidden, [1, 1, batch, size])
-        sequences.append(b.op("Concat", [outputs[t] for t in range(steps)], axis=0) if steps > 1 else outputs[0])
-        final_h.append(b.reshape(hidden, [1, batch, size]))
-        if cell is not None:
-            final_c.append(b.reshape(cell, [1, batch, size]))
-    outs = list(node.output) + [""] * (3 - len(node.output))
-
-    def emit(parts: list[str], axis: int, output: str, batch_first_perm: list[int]) -> None:
-        joined = b.op("Concat", parts, axis=axis) if len(parts) > 1 else parts[0]
-        if batch_first:
-            b.op("Transpose", [joined], output, perm=batch_first_perm)
-        else:
-            b.op("Identity", [joined], output)
-
-    if outs[0]:
-        emit(sequences, 1, outs[0], [2, 0, 1, 3])  # [T, D, B, H] -> [B, T, D, H]
-    if outs[1]:
-        emit(final_h, 0, outs[1], [1, 0, 2])      # [D, B, H] -> [B, D, H]
-    if kind == "LSTM" and outs[2]:
-        emit(final_c, 0, outs[2], [1, 0, 2])
-
-
-def lower_recurrent(model: Any) -> list[str]:
-    """LSTM, GRU and RNN whose weights are not constants, unrolled over their (static, at most
-    256) time steps into MatMuls and the ONNX equations' activations: onnx2tf builds Keras RNN
-    layers from constant weights only. Default activations only, no clip, no sequence_lens."""
-    constants = {t.name for t in model.graph.initializer}
-    shapes, types = _known_shapes(model), _elem_types(model)
-    nodes, changed = [], []
-    for index, node in enumerate(model.graph.node):
-        attributes = _attributes(node)
-        x_shape = shapes.get(node.input[0]) if node.input else None
-        activations = [a.decode() if isinstance(a, bytes) else a for a in attributes.get("activations", [])]
-        directions = 2 if attributes.get("direction") in (b"bidirectional", "bidirectional") else 1
-        if node.op_type not in _GATES or node.domain not in ("", "ai.onnx") or len(node.input) < 3 \
-                or (node.input[1] in constants and node.input[2] in constants) or x_shape is None \
-                or len(x_shape) != 3 or "hidden_size" not in attributes or not _is_float32(node.input[0], types) \
-                or (activations and activations != _DEFAULT_ACTIVATIONS[node.op_type] * directions) \
-                or "clip" in attributes or attributes.get("input_forget", 0) \
-                or (len(node.input) > 4 and node.input[4]) \
-                or x_shape[1 if attributes.get("layout", 0) else 0] > _MAX_UNROLLED_STEPS:
-            nodes.append(node)
-            continue
-        b = _Builder(model, f"{node.name or node.op_type}__lowered{index}")
-        _lower_recurrent(b, node, x_shape, attributes)
-        nodes.extend(b.nodes)
-        changed.append(node.op_type)
-    return replace_nodes(model, nodes, changed)
-
-
 def lower_hardmax(model: Any) -> list[str]:
     """Hardmax as ArgMax (the first of tied maxima, as Hardmax takes) compared with the positions
     along its axis: onnx2tf 1.29 writes it as a one-hot that TF.js computes wrong, and changes its
     layout on rank-3 inputs. Static axis size only."""
     import numpy as np
 
-    shapes, types = _known_shapes(model), _elem_types(model)
+    shapes, types = known_shapes(model), elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         shape = shapes.get(node.input[0]) if node.input else None
-        axis = int(_attributes(node).get("axis", -1))
+        axis = int(node_attributes(node).get("axis", -1))
         if node.op_type != "Hardmax" or node.domain not in ("", "ai.onnx") or _opset(model) < 13 or not shape \
-                or not isinstance(shape[axis % len(shape)], int) or not _is_float32(node.input[0], types):
+                or not isinstance(shape[axis % len(shape)], int) or not is_float32(node.input[0], types):
             nodes.append(node)
             continue
         axis %= len(shape)
-        b = _Builder(model, f"{node.name or 'Hardmax'}__lowered{index}")
+        b = Builder(model, f"{node.name or 'Hardmax'}__lowered{index}")
         positions = np.arange(shape[axis], dtype=np.int64).reshape([-1 if d == axis else 1 for d in range(len(shape))])
         first = b.op("ArgMax", [node.input[0]], axis=axis, keepdims=1)
         b.op("Cast", [b.op("Equal", [first, b.const(positions, "positions")])], node.output[0], to=1)
@@ -771,13 +477,13 @@ def lower_for_tensorflow_kernels(model: Any) -> list[str]:
     bias were tried too: onnx2tf converts the rewrites to wrong numbers, or TF.js still does.)"""
     import numpy as np
 
-    shapes, types = _known_shapes(model), _elem_types(model)
+    shapes, types = known_shapes(model), elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         shape = shapes.get(node.input[0]) if node.input else None
-        attributes = _attributes(node)
-        b = _Builder(model, f"{node.name or node.op_type}__lowered{index}")
-        if node.domain not in ("", "ai.onnx") or not node.input or not _is_float32(node.input[0], types):
+        attributes = node_attributes(node)
+        b = Builder(model, f"{node.name or node.op_type}__lowered{index}")
+        if node.domain not in ("", "ai.onnx") or not node.input or not is_float32(node.input[0], types):
             nodes.append(node)
             continue
         if node.op_type == "Gelu" and attributes.get("approximate", b"none") in (b"none", "none"):
@@ -802,18 +508,18 @@ def lower_rms_normalization(model: Any) -> list[str]:
     broadcast from a lower rank). Runs before expansion, so that body never replaces it."""
     import numpy as np
 
-    shapes, types, opset = _known_shapes(model), _elem_types(model), _opset(model)
+    shapes, types, opset = known_shapes(model), elem_types(model), _opset(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         shape = shapes.get(node.input[0]) if node.input else None
         scale_shape = shapes.get(node.input[1]) if len(node.input) > 1 else None
-        attributes = _attributes(node)
-        if node.op_type != "RMSNormalization" or node.domain not in ("", "ai.onnx") or shape is None                 or scale_shape is None or not _is_float32(node.input[0], types) or opset < 18:
+        attributes = node_attributes(node)
+        if node.op_type != "RMSNormalization" or node.domain not in ("", "ai.onnx") or shape is None                 or scale_shape is None or not is_float32(node.input[0], types) or opset < 18:
             nodes.append(node)
             continue
         rank = len(shape)
         axis = int(attributes.get("axis", -1)) % rank
-        b = _Builder(model, f"{node.name or 'RMSNormalization'}__lowered{index}")
+        b = Builder(model, f"{node.name or 'RMSNormalization'}__lowered{index}")
         square = b.op("Mul", [node.input[0], node.input[0]])
         mean = _reduce_mean(b, square, list(range(axis, rank)), opset)
         epsilon = b.const(np.array(float(attributes.get("epsilon", 1e-5)), np.float32), "epsilon")
@@ -830,17 +536,17 @@ def lower_group_normalization(model: Any) -> list[str]:
     over the last axis, a reshape back and a full-rank per-channel scale and bias: onnx2tf 1.29
     converts ONNX's own function body for it (a rank-5 reshape, a rank-3 broadcast of the scale)
     to wrong numbers. Runs before expansion, so that body never replaces it."""
-    shapes, types, opset = _known_shapes(model), _elem_types(model), _opset(model)
+    shapes, types, opset = known_shapes(model), elem_types(model), _opset(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         shape = shapes.get(node.input[0]) if node.input else None
-        attributes = _attributes(node)
+        attributes = node_attributes(node)
         if node.op_type != "GroupNormalization" or node.domain not in ("", "ai.onnx") or shape is None \
-                or len(shape) < 3 or not _is_float32(node.input[0], types) or opset < 18:
+                or len(shape) < 3 or not is_float32(node.input[0], types) or opset < 18:
             nodes.append(node)
             continue
         groups, channels, rank = int(attributes["num_groups"]), shape[1], len(shape)
-        b = _Builder(model, f"{node.name or 'GroupNormalization'}__lowered{index}")
+        b = Builder(model, f"{node.name or 'GroupNormalization'}__lowered{index}")
         grouped = b.reshape(node.input[0], [shape[0], groups, -1])
         normalized, _, _ = _normalized(b, grouped, [2], float(attributes.get("epsilon", 1e-5)), opset)
         normalized = b.reshape(normalized, shape)
@@ -886,24 +592,24 @@ def lower_pooling(model: Any) -> list[str]:
     ones too). onnx2tf changes the output shape of dilated and SAME_LOWER pooling."""
     import numpy as np
 
-    shapes, types = _known_shapes(model), _elem_types(model)
+    shapes, types = known_shapes(model), elem_types(model)
     nodes, changed = [], []
     for index, node in enumerate(model.graph.node):
         shape = shapes.get(node.input[0]) if node.input else None
         out_shape = shapes.get(node.output[0]) if node.output else None
-        attributes = _attributes(node)
+        attributes = node_attributes(node)
         kernel = list(attributes.get("kernel_shape", []))
         if node.op_type not in ("MaxPool", "AveragePool", "LpPool") or node.domain not in ("", "ai.onnx") \
                 or shape is None or out_shape is None or len(shape) < 3 or len(kernel) != len(shape) - 2 \
                 or (len(node.output) > 1 and node.output[1]) or attributes.get("storage_order", 0) \
-                or max(kernel) > _MAX_POOL_TAPS or not _is_float32(node.input[0], types):
+                or max(kernel) > _MAX_POOL_TAPS or not is_float32(node.input[0], types):
             nodes.append(node)
             continue
         rank, spatial, out = len(kernel), shape[2:], out_shape[2:]
         strides = list(attributes.get("strides", [1] * rank))
         dilations = list(attributes.get("dilations", [1] * rank))
         begins, ends = _pool_begin_pads(attributes, spatial, kernel, strides, dilations)
-        b = _Builder(model, f"{node.name or node.op_type}__lowered{index}")
+        b = Builder(model, f"{node.name or node.op_type}__lowered{index}")
         x = node.input[0]
         power = float(attributes.get("p", 2)) if node.op_type == "LpPool" else None
         if power is not None:

@@ -23,9 +23,11 @@ from typing import Any
 from .._lazy import captured_output, require
 from ..artifact import Artifact
 from ..errors import ConversionFailed
-from .onnx_lower import (lower_dynamic_convolutions, lower_for_tensorflow_kernels, lower_grid_samples,
-                         lower_group_normalization, lower_hardmax, lower_normalizations, lower_pooling, lower_recurrent,
-                         lower_resizes, lower_rms_normalization, lower_small_ops, replace_nodes, static_shapes)
+from .onnx_lower import (lower_dynamic_convolutions, lower_for_tensorflow_kernels, lower_group_normalization,
+                         lower_hardmax, lower_normalizations, lower_pooling, lower_resizes, lower_rms_normalization,
+                         lower_small_ops, replace_nodes, static_shapes)
+from .onnx_lower_grid import lower_grid_samples
+from .onnx_lower_rnn import lower_recurrent
 
 _EXPANDED_DOMAIN = "modelport.expanded"
 _CONTROL_FLOW = {"Loop", "If", "Scan"}

@@ -15,9 +15,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from modelport.converters.onnx_lower import (lower_dynamic_convolutions, lower_for_tensorflow_kernels,
-                                             lower_grid_samples, lower_group_normalization, lower_hardmax,
-                                             lower_normalizations, lower_pooling, lower_recurrent, lower_resizes,
-                                             lower_rms_normalization, lower_small_ops)
+                                             lower_group_normalization, lower_hardmax, lower_normalizations,
+                                             lower_pooling, lower_resizes, lower_rms_normalization, lower_small_ops)
+from modelport.converters.onnx_lower_grid import lower_grid_samples
+from modelport.converters.onnx_lower_rnn import lower_recurrent
 from tests.conftest import run_cli
 
 
